@@ -1,0 +1,353 @@
+"""`GLUSModel`: the loaded GLUS checkpoint (tokenizer, CLIP projector, LLaMA + `[SEG]` head, SAM2) and
+`load_glus`, which builds it from a checkpoint folder or Hub id in the official layout."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import CLIPImageProcessorPil, CLIPVisionModel, LlamaForCausalLM
+
+from glus_cli.errors import CheckpointError, InputError, ResourceError
+from glus_cli.model.checkpoint import GlusStateDicts, load_into, read_checkpoint
+from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GLUSConfig
+from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
+from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model
+from glus_cli.model.tokenizer import GlusTokenizer
+
+logger = logging.getLogger(__name__)
+
+FuserGamma = Literal["checkpoint", "official-eval"]
+Quantize = Literal["4bit", "8bit"]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# SAM2's CXBlock layer-scale init: what the official `inference_iter.py` ends up with (see `load_glus`).
+OFFICIAL_EVAL_FUSER_GAMMA = 1e-6
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """`auto` (CUDA, then Apple MPS, then CPU) or an explicit device; unavailable devices are an error."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise InputError(f"unknown device {device!r}; use auto, cuda, cuda:N, mps or cpu") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ResourceError(
+            "--device cuda was asked for but no CUDA GPU is available (this torch build or machine)"
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ResourceError("--device mps was asked for but Apple MPS is not available")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The compute dtype: explicit, or bf16 on CUDA (the official setting) and fp32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a loaded model came from, for logs and run summaries."""
+
+    source: str
+    revision: str | None
+    checkpoint_dir: str
+    vision_tower: str
+    sam2_config: str
+    fuser_gamma: str
+    quantize: str | None
+    device: str
+    dtype: str
+
+
+class GLUSModel(nn.Module):
+    """A GLUS checkpoint ready for inference.
+
+    Attributes:
+        config: the checkpoint's `GLUSConfig`.
+        tokenizer: v4-exact LLaMA tokenizer with `[SEG]`, `<im_start>`, `<im_end>`.
+        image_processor: the CLIP tower's `CLIPImageProcessorPil` (bit-identical to 4.31's processor).
+        vision: CLIP vision tower + pooling + `mm_projector`.
+        language: LLaMA + `text_hidden_fcs`.
+        segmenter: SAM2 with GLUS's per-frame protocol.
+        info: provenance of the weights and the numeric settings.
+    """
+
+    def __init__(
+        self,
+        config: GLUSConfig,
+        tokenizer: GlusTokenizer,
+        image_processor: CLIPImageProcessorPil,
+        vision: VisionProjector,
+        language: SegLanguageModel,
+        segmenter: GlusSegmenter,
+        info: ModelInfo,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.vision = vision
+        self.language = language
+        self.segmenter = segmenter
+        self.info = info
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the SAM2 weights (the LLM may be spread by a quantised load)."""
+        return self.segmenter.sam2.no_mem_embed.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the SAM2 and CLIP weights."""
+        return self.segmenter.sam2.no_mem_embed.dtype
+
+    def clip_preprocess(self, frame: np.ndarray) -> torch.Tensor:
+        """RGB uint8 (H, W, 3) -> (1, 3, 224, 224) float32: shortest side 224 (PIL bicubic), center crop."""
+        return self.image_processor(images=frame, return_tensors="pt")["pixel_values"]
+
+
+def load_glus(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = None,
+    vision_tower: str | None = None,
+    sam2_config: str | Path | None = None,
+    quantize: Quantize | None = None,
+    fuser_gamma: FuserGamma = "checkpoint",
+) -> GLUSModel:
+    """Load a GLUS checkpoint (folder or Hub id) in the official layout.
+
+    Args:
+        source: a checkpoint folder, used as is, or a Hub id such as `Swindl/GLUS-A`.
+        revision: Hub revision (branch, tag or commit) for a Hub id.
+        device: `auto`, `cuda`, `cuda:N`, `mps` or `cpu`.
+        dtype: compute dtype; default bf16 on CUDA (the official setting), fp32 elsewhere.
+        vision_tower: CLIP tower (Hub id or folder) overriding the one config.json names.
+        sam2_config: SAM2 config (packaged name or yaml path); default the checkpoint's own
+            `sam2_config` field if it has one, else `sam2_hiera_l.yaml` as in the official release.
+        quantize: `4bit` or `8bit` to load the LLaMA decoder with bitsandbytes (SAM2, CLIP and the heads
+            stay unquantised); needs a CUDA device and the `quantization` extra.
+        fuser_gamma: `checkpoint` loads SAM2's memory-encoder layer-scale `gamma` from the checkpoint (the
+            model as trained). `official-eval` resets both to bf16(1e-6): transformers 4.31 renamed keys
+            containing "gamma" while loading, so the official `inference_iter.py` never loaded them; use it
+            to reproduce that script's numbers.
+
+    Raises:
+        CheckpointError, NetworkError, ResourceError, InputError: one-line user-facing problems.
+    """
+    from glus_cli import hub
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    if fuser_gamma not in ("checkpoint", "official-eval"):
+        raise InputError(f"unknown fuser_gamma {fuser_gamma!r}; use checkpoint or official-eval")
+    if quantize is not None and quantize not in ("4bit", "8bit"):
+        raise InputError(f"unknown quantization {quantize!r}; use 4bit or 8bit")
+
+    folder = hub.resolve_model(str(source), revision=revision)
+    config = GLUSConfig.from_pretrained(folder)
+    tokenizer = GlusTokenizer.from_pretrained(folder)
+    if tokenizer.vocab_size != config.llama["vocab_size"]:
+        raise CheckpointError(
+            f"{folder}: the tokenizer has {tokenizer.vocab_size} tokens but config.json says "
+            f"vocab_size={config.llama['vocab_size']}"
+        )
+    sam2_name = str(sam2_config or _checkpoint_sam2_config(config, folder) or DEFAULT_SAM2_CONFIG)
+    tower_name = vision_tower or config.vision_tower
+    tower_dir = hub.resolve_vision_tower(tower_name)
+
+    logger.info("reading GLUS weights from %s", folder)
+    parts = read_checkpoint(folder)
+    modules = build_modules(config, sam2_name)
+    language = _build_language_model(
+        config, tokenizer, modules, parts, folder, quantize, torch_device, torch_dtype
+    )
+    vision = _build_vision(
+        config, tower_dir, modules.mm_projector, parts.mm_projector, torch_device, torch_dtype
+    )
+    segmenter = _build_segmenter(modules.sam2, sam2_name, parts.sam2, fuser_gamma, torch_device, torch_dtype)
+    info = ModelInfo(
+        source=str(source),
+        revision=revision,
+        checkpoint_dir=str(folder),
+        vision_tower=str(tower_dir),
+        sam2_config=sam2_name,
+        fuser_gamma=fuser_gamma,
+        quantize=quantize,
+        device=str(torch_device),
+        dtype=str(torch_dtype).removeprefix("torch."),
+    )
+    image_processor = CLIPImageProcessorPil.from_pretrained(str(tower_dir))
+    return GLUSModel(config, tokenizer, image_processor, vision, language, segmenter, info).eval()
+
+
+def _checkpoint_sam2_config(config: GLUSConfig, folder: Path) -> str | None:
+    """The checkpoint's own SAM2 config (a glus-cli extension), resolved against its folder."""
+    if config.sam2_config is None:
+        return None
+    candidate = folder / config.sam2_config
+    return str(candidate) if candidate.is_file() else config.sam2_config
+
+
+@dataclass
+class GlusModules:
+    """The modules a GLUS checkpoint fills, named like its key prefixes (see `checkpoint.route_key`).
+
+    The LLaMA and the heads are built on the meta device (no memory until weights are assigned); SAM2 is
+    built on the CPU because its constructors compute tables from their parameters.
+    """
+
+    llm: LlamaForCausalLM
+    mm_projector: nn.Linear
+    text_hidden_fcs: nn.ModuleList
+    sam2: nn.Module
+
+
+def build_modules(config: GLUSConfig, sam2_config: str) -> GlusModules:
+    """Empty GLUS modules with the shapes `config` and `sam2_config` describe."""
+    hidden = config.hidden_size
+    with torch.device("meta"):
+        llm = LlamaForCausalLM(config.llama_config())
+        mm_projector = nn.Linear(config.mm_hidden_size, hidden)
+        text_hidden_fcs = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Linear(hidden, hidden),
+                    nn.ReLU(inplace=True),
+                    nn.Linear(hidden, config.out_dim),
+                    nn.Dropout(0.0),
+                )
+            ]
+        )
+    # transformers' rotary module holds meta buffers; the 4.31-style table is real from the start.
+    llm.model.rotary_emb = _rotary_table(config)
+    sam2 = build_sam2_model(sam2_config, device="cpu")
+    if int(sam2.hidden_dim) != config.out_dim:
+        raise CheckpointError(
+            f"SAM2 config {sam2_config} has width {sam2.hidden_dim}, "
+            f"but the checkpoint's [SEG] embedding (out_dim) has {config.out_dim}"
+        )
+    return GlusModules(llm, mm_projector, text_hidden_fcs, sam2)
+
+
+def _rotary_table(config: GLUSConfig) -> RotaryTable:
+    head_dim = config.hidden_size // int(config.llama["num_attention_heads"])
+    max_positions = int(config.llama.get("max_position_embeddings", 2048))
+    return RotaryTable(head_dim, config.rope_theta, max_positions)
+
+
+def _build_language_model(
+    config: GLUSConfig,
+    tokenizer: GlusTokenizer,
+    modules: GlusModules,
+    parts: GlusStateDicts,
+    folder: Path,
+    quantize: Quantize | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> SegLanguageModel:
+    if quantize is None:
+        load_into(modules.llm, parts.llm, what="the LLaMA (model.layers.*, lm_head)", assign=True)
+        llm = modules.llm.to(device=device, dtype=dtype)
+    else:
+        llm = _load_quantized_llm(config.llama_config(), folder, quantize, device, dtype)
+        llm.model.rotary_emb = _rotary_table(config).to(device=device, dtype=dtype)
+    head = modules.text_hidden_fcs
+    load_into(head, parts.text_hidden_fcs, what="the [SEG] head (model.text_hidden_fcs.*)", assign=True)
+    return SegLanguageModel(llm, head.to(device=device, dtype=dtype), tokenizer.seg_token_id)
+
+
+def _load_quantized_llm(
+    llama_config: object, folder: Path, quantize: Quantize, device: torch.device, dtype: torch.dtype
+) -> LlamaForCausalLM:
+    """LLaMA decoder in 4/8 bit through transformers' bitsandbytes loader.
+
+    The checkpoint's LLaMA keys are `LlamaForCausalLM`'s own names, so transformers reads them from the
+    shards directly; the GLUS-only keys it reports as unused were already checked by `read_checkpoint`.
+    """
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise InputError("--quantize needs bitsandbytes: pip install 'glus-cli[quantization]'") from error
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+        )
+    else:
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    try:
+        return LlamaForCausalLM.from_pretrained(
+            str(folder),
+            config=llama_config,
+            dtype=dtype,
+            quantization_config=quantization,
+            device_map={"": device.index or 0} if device.type == "cuda" else {"": str(device)},
+        )
+    except (RuntimeError, ValueError, ImportError) as error:
+        raise ResourceError(f"cannot load the LLM in {quantize}: {str(error).splitlines()[0]}") from error
+
+
+def _build_vision(
+    config: GLUSConfig,
+    tower_dir: Path,
+    projector: nn.Linear,
+    projector_state: dict[str, torch.Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> VisionProjector:
+    try:
+        tower = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=dtype, attn_implementation="eager")
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {error}") from error
+    tower.config._attn_implementation = CLIP_ATTENTION
+    if tower.config.hidden_size != config.mm_hidden_size:
+        raise CheckpointError(
+            f"the vision tower {tower_dir} has width {tower.config.hidden_size}, "
+            f"but the checkpoint's projector expects mm_hidden_size={config.mm_hidden_size}"
+        )
+    load_into(projector, projector_state, what="the projector (model.mm_projector.*)", assign=True)
+    return VisionProjector(
+        tower.to(device=device).eval(),
+        projector.to(device=device, dtype=dtype),
+        config.mm_vision_select_layer,
+    )
+
+
+def _build_segmenter(
+    sam2: nn.Module,
+    sam2_config: str,
+    state: dict[str, torch.Tensor],
+    fuser_gamma: FuserGamma,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> GlusSegmenter:
+    load_into(sam2, state, what=f"SAM2 {sam2_config} (model.visual_model.*)", assign=False)
+    if fuser_gamma == "official-eval":
+        for block in sam2.memory_encoder.fuser.layers:
+            gamma = torch.full_like(block.gamma, OFFICIAL_EVAL_FUSER_GAMMA, dtype=torch.bfloat16)
+            block.gamma.data.copy_(gamma)
+    return GlusSegmenter(sam2.to(device=device, dtype=dtype).eval())

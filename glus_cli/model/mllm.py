@@ -1,0 +1,193 @@
+"""The multimodal LLM half of GLUS (LISA / LLaVA lineage): CLIP -> pool -> projector -> LLaMA -> `[SEG]`.
+
+Each image becomes 64 tokens: the CLIP ViT's penultimate-layer patch features (256 × C_clip) averaged in
+groups of 4 consecutive raster tokens, then linearly projected to the LLaMA width. Those 64 rows replace
+the image's `<image>` placeholder in the embedded prompt. One LLaMA prefill over the prompt gives the
+next-token logits (is it `[SEG]`?) and the last position's final hidden state, which `text_hidden_fcs`
+projects into the prompt embedding for SAM2's mask decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AttentionInterface, CLIPVisionModel, LlamaForCausalLM
+
+from glus_cli.model.config import IMAGE_TOKEN_POOL
+from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX
+
+CLIP_ATTENTION = "glus_clip_eager"
+
+
+def _clip_eager_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLIP attention as transformers 4.31 computed it: the softmax in the model dtype.
+
+    transformers 5's eager CLIP attention takes the softmax in fp32; in bf16 that changes output bits.
+    In fp32 the two are identical. Registered under `CLIP_ATTENTION` in transformers' AttentionInterface.
+    """
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+AttentionInterface.register(CLIP_ATTENTION, _clip_eager_attention)
+
+
+class RotaryTable(nn.Module):
+    """LLaMA rotary cos/sin looked up in a table built in fp32 on the CPU, as transformers 4.31 did.
+
+    transformers 5 computes cos/sin on the fly from an `inv_freq` buffer that `.to(bfloat16)` also casts,
+    which changes bf16 outputs; 4.31 built the (positions × head_dim) table once in fp32 and kept it in
+    the model dtype. Same interface as `LlamaRotaryEmbedding.forward`.
+
+    Args:
+        head_dim: attention head width.
+        theta: RoPE base.
+        max_positions: initial table length; longer prompts extend it with the same fp32 recipe.
+    """
+
+    def __init__(self, head_dim: int, theta: float, max_positions: int) -> None:
+        super().__init__()
+        self.head_dim = head_dim
+        self.theta = theta
+        cos, sin = self._table(max_positions)
+        self.register_buffer("cos_table", cos, persistent=False)
+        self.register_buffer("sin_table", sin, persistent=False)
+
+    def _table(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
+        freqs = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+        angles = torch.cat((freqs, freqs), dim=-1)  # (length, head_dim)
+        return angles.cos(), angles.sin()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of shape (batch, seq, head_dim) in `x`'s dtype."""
+        needed = int(position_ids.max()) + 1
+        if needed > self.cos_table.shape[0]:
+            cos, sin = self._table(needed)
+            self.cos_table = cos.to(self.cos_table)
+            self.sin_table = sin.to(self.sin_table)
+        return self.cos_table[position_ids].to(x.dtype), self.sin_table[position_ids].to(x.dtype)
+
+
+class VisionProjector(nn.Module):
+    """CLIP vision tower + 4-token average pooling + `mm_projector`: images -> LLM-width tokens.
+
+    Args:
+        vision_tower: transformers' `CLIPVisionModel`.
+        mm_projector: Linear(C_clip, hidden).
+        select_layer: index into CLIP's hidden states (-2: output of the penultimate encoder layer).
+    """
+
+    def __init__(self, vision_tower: CLIPVisionModel, mm_projector: nn.Linear, select_layer: int) -> None:
+        super().__init__()
+        self.vision_tower = vision_tower
+        self.mm_projector = mm_projector
+        self.select_layer = select_layer
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, 3, 224, 224) CLIP-preprocessed images -> (N, 64, hidden) image tokens."""
+        param = self.mm_projector.weight
+        pixel_values = pixel_values.to(device=param.device, dtype=self.vision_tower.dtype)
+        hidden = self.vision_tower(pixel_values, output_hidden_states=True).hidden_states[self.select_layer]
+        patches = hidden[:, 1:]  # drop CLS: (N, 256, C_clip)
+        pooled = F.avg_pool1d(patches.transpose(1, 2), IMAGE_TOKEN_POOL, IMAGE_TOKEN_POOL).transpose(1, 2)
+        return self.mm_projector(pooled.to(param.dtype))  # (N, 64, hidden)
+
+
+@dataclass
+class SegDecision:
+    """The LLM's answer for one query frame.
+
+    Attributes:
+        token_id: greedy next token after the answer prefix.
+        is_seg: whether that token is `[SEG]`.
+        embedding: (1, 1, out_dim) prompt embedding for SAM2 when `is_seg`, else None.
+    """
+
+    token_id: int
+    is_seg: bool
+    embedding: torch.Tensor | None
+
+
+class SegLanguageModel(nn.Module):
+    """LLaMA with image tokens spliced into the prompt, and the `[SEG]` head (`text_hidden_fcs`).
+
+    Args:
+        llm: transformers' `LlamaForCausalLM` holding the merged GLUS weights.
+        text_hidden_fcs: ModuleList([Sequential(Linear(H, H), ReLU, Linear(H, out_dim), Dropout(0))]),
+            the official module layout, so its parameter names match the checkpoint.
+        seg_token_id: id of `[SEG]`.
+    """
+
+    def __init__(self, llm: LlamaForCausalLM, text_hidden_fcs: nn.ModuleList, seg_token_id: int) -> None:
+        super().__init__()
+        self.llm = llm
+        self.text_hidden_fcs = text_hidden_fcs
+        self.seg_token_id = seg_token_id
+
+    def embed_prompt(self, input_ids: list[int], image_tokens: torch.Tensor) -> torch.Tensor:
+        """Embed prompt ids, replacing the k-th `IMAGE_TOKEN_INDEX` with the k-th image's 64 tokens.
+
+        Args:
+            input_ids: prompt ids with one `IMAGE_TOKEN_INDEX` per image.
+            image_tokens: (N_images, 64, hidden), in prompt order.
+
+        Returns:
+            (1, L_expanded, hidden) with L_expanded = len(input_ids) + 63 * N_images.
+        """
+        embed_tokens = self.llm.get_input_embeddings()
+        device = embed_tokens.weight.device
+        ids = torch.tensor(input_ids, device=device)
+        image_slots = (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist()
+        if len(image_slots) != image_tokens.shape[0]:
+            raise ValueError(f"prompt has {len(image_slots)} image slots for {image_tokens.shape[0]} images")
+        pieces, start = [], 0
+        for image_index, slot in enumerate(image_slots):
+            pieces.append(embed_tokens(ids[start:slot]))
+            pieces.append(image_tokens[image_index].to(device=device, dtype=embed_tokens.weight.dtype))
+            start = slot + 1
+        pieces.append(embed_tokens(ids[start:]))
+        return torch.cat(pieces)[None]
+
+    @torch.inference_mode()
+    def forward(self, inputs_embeds: torch.Tensor, past_key_values: object | None = None) -> torch.Tensor:
+        """Final-norm hidden states (1, L, hidden) of a causal prefill; positions continue after the cache."""
+        output = self.llm.model(
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=past_key_values is not None,
+        )
+        return output.last_hidden_state
+
+    @torch.inference_mode()
+    def decide(self, hidden: torch.Tensor, full_sequence: bool = True) -> SegDecision:
+        """Greedy next token at the last position and, if it is `[SEG]`, the SAM2 prompt embedding.
+
+        `full_sequence=True` runs `lm_head` and `text_hidden_fcs` over every position as the official
+        code does (only the last row is used); False runs them on the last row only (same math, fewer
+        FLOPs; low bits may differ on some kernels).
+        """
+        rows = hidden if full_sequence else hidden[:, -1:]
+        token_id = int(self.llm.lm_head(rows)[0, -1].argmax())
+        if token_id != self.seg_token_id:
+            return SegDecision(token_id=token_id, is_seg=False, embedding=None)
+        embedding = self.text_hidden_fcs[0](rows)[:, -1:]  # (1, 1, out_dim)
+        return SegDecision(token_id=token_id, is_seg=True, embedding=embedding)
