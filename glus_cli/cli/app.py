@@ -1,0 +1,114 @@
+"""The Typer application and its error edge: every failure becomes one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from glus_cli import __version__
+from glus_cli.cli.console import configure_logging, error_console
+from glus_cli.errors import GlusError, OutputError, ResourceError
+
+app = typer.Typer(
+    name="glus",
+    help=(
+        "Segment an object in a video from a sentence with GLUS (CVPR 2025).\n\n"
+        'Example: glus segment video.mp4 "the dog that jumps first" --format png --format overlay'
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"glus-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens, step by step.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
+) -> None:
+    """glus: referring video object segmentation with GLUS."""
+    configure_logging(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    if debug:
+        os.environ["GLUS_DEBUG"] = "1"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _as_user_error(error: BaseException) -> GlusError | None:
+    """Errors from the environment that are the user's to fix, not bugs."""
+    if isinstance(error, MemoryError):
+        return ResourceError(
+            "out of memory (RAM): try --dtype bfloat16, --quantize 8bit, or a smaller --max-frames"
+        )
+    if (
+        type(error).__name__ == "OutOfMemoryError"
+    ):  # torch.cuda.OutOfMemoryError, without importing torch here
+        return ResourceError(
+            "out of GPU memory: try --quantize 4bit/8bit, --dtype bfloat16, or free the GPU ("
+            + _one_line(error)[:120]
+            + ")"
+        )
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"the disk is full: {_one_line(error)}")
+    return None
+
+
+def main() -> None:
+    """Console-script entry point: run the app and turn every failure into one line on stderr."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        error_console.print("[red]error:[/] aborted")
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        error_console.print(
+            "[red]error:[/] interrupted; finished outputs are complete, nothing partial was kept"
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except GlusError as error:
+        error_console.print(f"[red]error:[/] {_one_line(error)}", highlight=False)
+        sys.exit(error.exit_code)
+    except Exception as error:  # the last line of defence: never a traceback for users
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        user_error = _as_user_error(error)
+        if user_error is not None:
+            error_console.print(f"[red]error:[/] {_one_line(user_error)}", highlight=False)
+            sys.exit(user_error.exit_code)
+        if os.environ.get("GLUS_DEBUG"):
+            raise
+        error_console.print(
+            f"[red]internal error:[/] {type(error).__name__}: {_one_line(error)} "
+            "(a bug in glus-cli; rerun with --debug for the traceback and report it)",
+            highlight=False,
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+# Register the commands (their modules add themselves to `app`).
+from glus_cli.cli import models, segment  # noqa: E402, F401

@@ -1,0 +1,237 @@
+"""Options shared by the commands that run the model (`segment`, `batch`, `keyframes`)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from glus_cli.pipeline import SegmentationOptions
+
+if TYPE_CHECKING:
+    from glus_cli.model.glus import GLUSModel
+
+DEFAULT_MODEL = "Swindl/GLUS-A"
+_MODEL = "Model"
+_PROTOCOL = "GLUS protocol"
+_OUTPUT = "Output"
+
+
+class Device(str, Enum):
+    """Where the model runs."""
+
+    auto = "auto"
+    cuda = "cuda"
+    mps = "mps"
+    cpu = "cpu"
+
+
+class DType(str, Enum):
+    """Compute dtype."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Quantize(str, Enum):
+    """bitsandbytes quantisation of the LLM."""
+
+    four = "4bit"
+    eight = "8bit"
+
+
+class FuserGamma(str, Enum):
+    """Where SAM2's memory-encoder layer scale comes from."""
+
+    checkpoint = "checkpoint"
+    official_eval = "official-eval"
+
+
+class ContextSamplerChoice(str, Enum):
+    """How context frames are picked."""
+
+    clips = "clips"
+    linspace = "linspace"
+
+
+class ScheduleChoice(str, Enum):
+    """Order of work."""
+
+    fast = "fast"
+    reference = "reference"
+
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id or local checkpoint folder (default: the best released).",
+        rich_help_panel=_MODEL,
+    ),
+]
+RevisionOption = Annotated[str | None, typer.Option(help="Hub revision of --model.", rich_help_panel=_MODEL)]
+VisionTowerOption = Annotated[
+    str | None,
+    typer.Option(help="CLIP tower (Hub id or folder) instead of the checkpoint's.", rich_help_panel=_MODEL),
+]
+Sam2ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        help="SAM2 config: packaged name or yaml path (default sam2_hiera_l.yaml).", rich_help_panel=_MODEL
+    ),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.", rich_help_panel=_MODEL)]
+DTypeOption = Annotated[
+    DType, typer.Option(help="auto: bfloat16 on CUDA (official), float32 elsewhere.", rich_help_panel=_MODEL)
+]
+QuantizeOption = Annotated[
+    Quantize | None,
+    typer.Option(help="Load the LLM in 4 or 8 bit (bitsandbytes, CUDA).", rich_help_panel=_MODEL),
+]
+FuserGammaOption = Annotated[
+    FuserGamma,
+    typer.Option(
+        help="SAM2 memory-encoder layer scale: from the checkpoint, or 1e-6 as the official eval script "
+        "effectively used (to reproduce its numbers).",
+        rich_help_panel=_MODEL,
+    ),
+]
+ContextFramesOption = Annotated[
+    int, typer.Option(min=1, help="Context frames shown before every query (N_C).", rich_help_panel=_PROTOCOL)
+]
+QueryFramesOption = Annotated[
+    int,
+    typer.Option(
+        min=1, help="Sliding window of query frames in the prompt (N_Q).", rich_help_panel=_PROTOCOL
+    ),
+]
+MemStrideOption = Annotated[
+    int, typer.Option(min=1, help="Memory-bank stride at inference.", rich_help_panel=_PROTOCOL)
+]
+ContextSamplerOption = Annotated[
+    ContextSamplerChoice,
+    typer.Option(
+        help="clips: middle frames of N_C uniform clips (official evaluation); "
+        "linspace: evenly spaced (demo).",
+        rich_help_panel=_PROTOCOL,
+    ),
+]
+ScheduleOption = Annotated[
+    ScheduleChoice,
+    typer.Option(
+        help="fast: reuse unchanged work; reference: the official order of work.", rich_help_panel=_PROTOCOL
+    ),
+]
+StrideOption = Annotated[
+    int, typer.Option(min=1, help="Use every N-th frame of long videos.", rich_help_panel=_PROTOCOL)
+]
+MaxFramesOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Use at most this many frames (after --stride).", rich_help_panel=_PROTOCOL),
+]
+FormatOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format, repeatable: png (0/255 masks), palette (DAVIS-style), rle (COCO RLE json), "
+        "overlay (mp4). Default: png.",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
+
+
+@dataclass
+class ModelArgs:
+    """The model options of a command, as given."""
+
+    model: str
+    revision: str | None
+    vision_tower: str | None
+    sam2_config: str | None
+    device: str
+    dtype: DType
+    quantize: Quantize | None
+    fuser_gamma: FuserGamma
+
+    def load(self) -> GLUSModel:
+        """Load the model these options describe (imported lazily so `glus --help` stays fast)."""
+        from glus_cli.model.glus import load_glus
+
+        return load_glus(
+            self.model,
+            revision=self.revision,
+            device=self.device,
+            dtype=self.dtype.value,
+            vision_tower=self.vision_tower,
+            sam2_config=self.sam2_config,
+            quantize=self.quantize.value if self.quantize else None,
+            fuser_gamma=self.fuser_gamma.value,
+        )
+
+
+def protocol_options(
+    context_frames: int,
+    query_frames: int,
+    mem_stride: int,
+    context_sampler: ContextSamplerChoice,
+    schedule: ScheduleChoice,
+) -> SegmentationOptions:
+    """`SegmentationOptions` from the command-line values."""
+    return SegmentationOptions(
+        num_context_frames=context_frames,
+        num_query_frames=query_frames,
+        mem_stride=mem_stride,
+        context_sampler=context_sampler.value,
+        schedule=schedule.value,
+    )
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process (and CUDA allocations when a GPU was used), in MiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = {"peak_rss_mib": round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
+class Stopwatch:
+    """Named wall-clock stages for run summaries."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        """Add the elapsed time of the `with` block to `stage`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+
+def default_formats(formats: list[str] | None) -> list[str]:
+    """The formats asked for, or png."""
+    return list(dict.fromkeys(formats)) if formats else ["png"]
+
+
+def resolve_output_dir(output_dir: Path | None) -> Path:
+    """A user-given output folder (must be new or empty), or a fresh numbered folder under runs/."""
+    from glus_cli.outputs import new_run_dir, prepare_output_dir
+
+    return prepare_output_dir(output_dir) if output_dir is not None else new_run_dir(Path("runs"))
