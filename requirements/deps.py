@@ -1,9 +1,11 @@
 """Print pyproject's runtime, dev and quantization requirements (minus sam2) for `make lock`."""
 
+import itertools
 import shlex
 import tomllib
 from pathlib import Path
 
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
-requirements = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+extras = itertools.chain.from_iterable(project["optional-dependencies"].values())
+requirements = [*project["dependencies"], *extras]
 print(" ".join(shlex.quote(r) for r in requirements if not r.startswith("sam2")))
