@@ -2,8 +2,9 @@
 
 import itertools
 import shlex
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
 extras = itertools.chain.from_iterable(project["optional-dependencies"].values())
