@@ -18,7 +18,7 @@ from pathlib import Path
 
 from glus_cli.model.glus import GLUSModel
 from glus_cli.outputs import open_writers, write_json_atomic
-from glus_cli.pipeline import SegmentationOptions, segment_video
+from glus_cli.pipeline import FrameResult, SegmentationOptions, segment_video
 from glus_cli.sampling import query_passes
 from glus_cli.video import VideoSource
 
@@ -75,6 +75,7 @@ def segment_to_outputs(
     options: SegmentationOptions,
     *,
     on_step: Callable[[int], None] | None = None,
+    on_result: Callable[[FrameResult], None] | None = None,
 ) -> list[ExpressionOutcome]:
     """Segment `jobs` in `video`, writing `formats` into `output_dirs[i]` for job i.
 
@@ -86,6 +87,8 @@ def segment_to_outputs(
         formats: output formats (see `glus_cli.outputs.FORMATS`).
         options: protocol settings.
         on_step: called with the job index after each query frame, for progress bars.
+        on_result: called with every `FrameResult` once its mask is written (e.g. to keep SAM2's
+            per-frame confidence, as `glus keyframes` does).
 
     Returns:
         One outcome per job, in order. Each job's `expression.json` is written when its masks are.
@@ -111,6 +114,8 @@ def segment_to_outputs(
                 ious[index].append(result.iou)
             else:
                 outcomes[index].frames_without_seg.append(video.frame_names[result.frame_index])
+            if on_result is not None:
+                on_result(result)
             if on_step is not None:
                 on_step(index)
     elapsed = time.perf_counter() - started

@@ -28,6 +28,7 @@ app = typer.Typer(
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+_INTERRUPTED = "interrupted; finished outputs are complete, nothing partial was kept"
 
 
 def _version(value: bool) -> None:
@@ -73,42 +74,80 @@ def _as_user_error(error: BaseException) -> GlusError | None:
     return None
 
 
+def _print_error(message: str, prefix: str = "error:") -> None:
+    """One line on stderr, never wrapped at the terminal width (scripts grep for it)."""
+    from rich.markup import escape
+
+    error_console.print(f"[red]{prefix}[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _click_exception_types() -> tuple[type[Exception], ...]:
+    """Click's usage-error base class: Typer >= 0.20 vendors Click as `typer._click`, older Typer uses it."""
+    types: list[type[Exception]] = []
+    vendored = getattr(getattr(typer, "_click", None), "exceptions", None)
+    if vendored is not None:
+        types.append(vendored.ClickException)
+    try:
+        import click
+    except ImportError:  # pragma: no cover - Typer without Click
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def _show_click_exception(error: Exception) -> int:
+    """Print a usage error as Click's usage line plus one `error:` line; return its exit code."""
+    code = int(getattr(error, "exit_code", 2))
+    if type(error).__name__ == "NoArgsIsHelpError":  # `glus` alone: the help text
+        error.show()  # type: ignore[attr-defined]
+        return code
+    ctx = getattr(error, "ctx", None)
+    if ctx is not None:
+        error_console.print(ctx.get_usage(), markup=False, highlight=False, soft_wrap=True)
+        error_console.print(f"Try '{ctx.command_path} --help' for help.", markup=False, highlight=False)
+    _print_error(_one_line(error))
+    return code
+
+
 def main() -> None:
     """Console-script entry point: run the app and turn every failure into one line on stderr."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode Typer returns Exit codes instead of exiting, and turns Ctrl-C into
+        # Exit(130): exit with the code, explaining an interruption.
+        result = app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
-        error_console.print("[red]error:[/] aborted")
+        _print_error("aborted")
         sys.exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
-        error_console.print(
-            "[red]error:[/] interrupted; finished outputs are complete, nothing partial was kept"
-        )
+        _print_error(_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except GlusError as error:
-        error_console.print(f"[red]error:[/] {_one_line(error)}", highlight=False)
+        _print_error(_one_line(error))
         sys.exit(error.exit_code)
     except Exception as error:  # the last line of defence: never a traceback for users
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+        if isinstance(error, _click_exception_types()):
+            sys.exit(_show_click_exception(error))
         user_error = _as_user_error(error)
         if user_error is not None:
-            error_console.print(f"[red]error:[/] {_one_line(user_error)}", highlight=False)
+            _print_error(_one_line(user_error))
             sys.exit(user_error.exit_code)
         if os.environ.get("GLUS_DEBUG"):
             raise
-        error_console.print(
-            f"[red]internal error:[/] {type(error).__name__}: {_one_line(error)} "
+        _print_error(
+            f"{type(error).__name__}: {_one_line(error)} "
             "(a bug in glus-cli; rerun with --debug for the traceback and report it)",
-            highlight=False,
+            prefix="internal error:",
         )
         sys.exit(EXIT_INTERNAL)
+    if isinstance(result, int) and not isinstance(result, bool) and result:
+        if result == EXIT_INTERRUPTED:
+            _print_error(_INTERRUPTED)
+        sys.exit(result)
+    sys.exit(0)
 
 
 # Register the commands (their modules add themselves to `app`).
-from glus_cli.cli import models, segment  # noqa: E402, F401
+from glus_cli.cli import batch, evaluate, keyframes, models, segment  # noqa: E402, F401
