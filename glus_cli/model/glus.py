@@ -144,8 +144,9 @@ def load_glus(
         vision_tower: CLIP tower (Hub id or folder) overriding the one config.json names.
         sam2_config: SAM2 config (packaged name or yaml path); default the checkpoint's own
             `sam2_config` field if it has one, else `sam2_hiera_l.yaml` as in the official release.
-        quantize: `4bit` or `8bit` to load the LLaMA decoder with bitsandbytes (SAM2, CLIP and the heads
-            stay unquantised); needs a CUDA device and the `quantization` extra.
+        quantize: `4bit` or `8bit` to load the LLaMA with bitsandbytes (SAM2, CLIP and the heads stay
+            unquantised, as in the official code); needs the `quantization` extra. Meant for CUDA; the
+            CPU kernels work but are slow.
         fuser_gamma: `checkpoint` loads SAM2's memory-encoder layer-scale `gamma` from the checkpoint (the
             model as trained). `official-eval` resets both to bf16(1e-6): transformers 4.31 renamed keys
             containing "gamma" while loading, so the official `inference_iter.py` never loaded them; use it
@@ -285,9 +286,12 @@ def _load_quantized_llm(
     shards directly; the GLUS-only keys it reports as unused were already checked by `read_checkpoint`.
     """
     try:
+        import accelerate  # noqa: F401
         import bitsandbytes  # noqa: F401
     except ImportError as error:
-        raise InputError("--quantize needs bitsandbytes: pip install 'glus-cli[quantization]'") from error
+        raise InputError(
+            "--quantize needs bitsandbytes and accelerate: pip install 'glus-cli[quantization]'"
+        ) from error
     from transformers import BitsAndBytesConfig
 
     if quantize == "4bit":
