@@ -103,12 +103,16 @@ class MemoryBank:
     def discard_unreadable(self, next_position: int) -> None:
         """Drop entries that no query position >= `next_position` will read.
 
-        Reads only move forward: position t reads t-1 and grid points at most `t - 2` that lie within
-        `(num_maskmem - 2) * mem_stride` of `((t - 2) // r) * r`, so an entry p is dead once it is below
-        every position that `next_position` and its successors can read.
+        A later position t reads t - 1 (>= next_position - 1) and, when `num_maskmem` > 1, multiples of
+        the stride from `((t - 2) // r) * r - (num_maskmem - 2) * r` up; that lower bound never decreases
+        with t. Every other entry is dead, so a pruned bank holds at most `num_maskmem` entries.
         """
-        reachable_from = min(
-            memory_read_positions(next_position, self.num_maskmem, self.mem_stride), default=0
-        )
-        for position in [p for p in self._entries if p < reachable_from]:
-            del self._entries[position]
+        stride = self.mem_stride
+        if self.num_maskmem > 1:
+            oldest_grid = ((max(next_position, 2) - 2) // stride - (self.num_maskmem - 2)) * stride
+        else:
+            oldest_grid = None  # only t - 1 is ever read
+        for position in list(self._entries):
+            on_grid = oldest_grid is not None and position % stride == 0 and position >= oldest_grid
+            if position < next_position - 1 and not on_grid:
+                del self._entries[position]
