@@ -27,7 +27,7 @@ from glus_cli.cli.app import main
 from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_frame_folder, write_synthetic_video
 
-FAST = ["--context-frames", "2", "--query-frames", "2", "--device", "cpu"]
+FAST = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu"]
 VIDEO_SIZE = (40, 56)
 VIDEO_FPS = 7.5
 FOLDER_SIZE = (41, 57)
@@ -234,7 +234,7 @@ def test_summary(all_formats: tuple[Run, Path], video: Path, checkpoint: Path) -
     assert summary["model"]["source"] == str(checkpoint)
     assert summary["model"]["device"] == "cpu"
     options = summary["options"]
-    assert options["num_context_frames"] == 2 and options["num_query_frames"] == 2
+    assert options["num_context_frames"] == 1 and options["num_query_frames"] == 1
     assert options["formats"] == ["png", "palette", "rle", "overlay"]
     assert options["keyframe"] is None
     assert set(summary["timings_seconds"]) >= {"load_model", "segment"}
