@@ -323,3 +323,23 @@ def test_internal_error_is_one_line(
     line = assert_one_error(code, output, EXIT_INTERNAL, "RuntimeError", "exploded", prefix="internal error:")
     assert "--debug" in line
     assert leftovers(tmp_path / "out") == []
+
+
+def test_no_native_decoder_chatter(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path, checkpoint: Path
+) -> None:
+    """OpenCV/FFmpeg warnings on file descriptor 2 would precede the error line: they are silenced."""
+    fake = tmp_path / "junk.mp4"
+    fake.write_bytes(b"\0junk" * 40)
+    capfd.readouterr()
+    old_argv = sys.argv
+    sys.argv = ["glus", "segment", str(fake), "the dog", "--model", str(checkpoint)]
+    try:
+        with pytest.raises(SystemExit):
+            main()
+    finally:
+        sys.argv = old_argv
+    captured = capfd.readouterr()
+    assert [line for line in captured.err.splitlines() if line.strip()] == [
+        f"error: cannot decode video {fake}: the file is corrupt or in a format OpenCV cannot read"
+    ]

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from rich.console import Console
 from rich.logging import RichHandler
+
+# OpenCV and its FFmpeg back-end print their own warnings straight to file descriptor 2 ("moov atom not
+# found", "VIDEOIO(FFMPEG): ... can't be used to capture by name") before glus-cli's one-line error about
+# the same file. Both read these variables when they first start (after this module is imported, since
+# the commands import OpenCV later); a user's own setting wins.
+_USER_OPENCV_LOG_LEVEL = os.environ.get("OPENCV_LOG_LEVEL")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+_OPENCV_LOG_ERROR, _OPENCV_LOG_WARNING = 2, 3  # cv2.utils.logging.LOG_LEVEL_*
 
 console = Console()
 error_console = Console(stderr=True)
@@ -23,5 +34,9 @@ def configure_logging(level: int) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     from transformers.utils import logging as hf_logging
 
+    if _USER_OPENCV_LOG_LEVEL is None:  # OpenCV may have been imported before this module
+        import cv2
+
+        cv2.utils.logging.setLogLevel(_OPENCV_LOG_ERROR if level > logging.DEBUG else _OPENCV_LOG_WARNING)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
