@@ -32,11 +32,14 @@ def configure_logging(level: int) -> None:
     )
     for noisy in ("transformers", "huggingface_hub", "hydra", "PIL", "httpx", "httpx2", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    from huggingface_hub.utils import enable_progress_bars
     from transformers.utils import logging as hf_logging
 
     if _USER_OPENCV_LOG_LEVEL is None:  # OpenCV may have been imported before this module
         import cv2
 
         cv2.utils.logging.setLogLevel(_OPENCV_LOG_ERROR if level > logging.DEBUG else _OPENCV_LOG_WARNING)
+    # transformers' switch also turns off huggingface-hub's bars, which `glus download` shows; keep those.
     hf_logging.disable_progress_bar()
+    enable_progress_bars()
     hf_logging.set_verbosity_error()
