@@ -343,3 +343,11 @@ def test_no_native_decoder_chatter(
     assert [line for line in captured.err.splitlines() if line.strip()] == [
         f"error: cannot decode video {fake}: the file is corrupt or in a format OpenCV cannot read"
     ]
+
+
+def test_failed_model_load_leaves_no_empty_run_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, video: Path
+) -> None:
+    code, output = run_glus(["segment", str(video), "the dog", "--model", "Org/NotCached", "-q"], capsys)
+    assert_one_error(code, output, NetworkError.exit_code, "Org/NotCached")
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []

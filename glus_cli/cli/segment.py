@@ -144,9 +144,15 @@ def segment(
     with open_video(source, stride=stride, max_frames=max_frames) as video:
         if keyframe is not None and keyframe >= video.num_frames:
             raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
+        existed = output_dir is not None and output_dir.is_dir()
         out = resolve_output_dir(output_dir)
-        with watch.time("load_model"):
-            glus = model_args.load()
+        try:
+            with watch.time("load_model"):
+                glus = model_args.load()
+        except BaseException:
+            if not existed and not any(out.iterdir()):  # leave no empty runs/NNNN behind a failed load
+                out.rmdir()
+            raise
         jobs = [ExpressionJob(str(i), text, keyframe) for i, text in enumerate(texts)]
         folders = [out / expression_folder(i, text) for i, text in enumerate(texts)]
         with progress_bar(quiet) as progress:
