@@ -290,3 +290,56 @@ def test_one_frame_video_gets_the_next_run_number(default_dir_runs: tuple[Path, 
     summary = json.loads((cwd / "runs" / "0002" / "summary.json").read_text())
     assert summary["video"]["frames"] == 1
     assert (cwd / "runs" / "0002" / "00-the-red-circle" / "00000.png").is_file()
+
+
+def test_keyframes_file_anchors_each_expression(tmp_path: Path, checkpoint: Path) -> None:
+    """`--keyframes FILE` maps each expression (ids 0, 1, ... in argument order) to its key frame by name."""
+    frames = write_frame_folder(tmp_path / "clip", 3, size=FOLDER_SIZE, ext="png")
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"clip_0": "00001", "clip_1": 2}), encoding="utf-8")
+    out = tmp_path / "out"
+
+    run = run_glus(
+        "segment",
+        str(frames),
+        *EXPRESSIONS,
+        "--model",
+        str(checkpoint),
+        *FAST,
+        "--keyframes",
+        str(scores),
+        "-o",
+        str(out),
+        "-q",
+    )
+
+    assert run.code == 0, run.err
+    records = [json.loads((folder / "expression.json").read_text()) for folder in expression_dirs(out)]
+    assert [record["keyframe"] for record in records] == [1, 2]
+    assert all(
+        sorted(p.name for p in folder.glob("*.png")) == ["00000.png", "00001.png", "00002.png"]
+        for folder in expression_dirs(out)
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["options"]["keyframes_file"] == str(scores)
+
+
+def test_keyframe_and_keyframes_are_exclusive(tmp_path: Path, checkpoint: Path) -> None:
+    frames = write_frame_folder(tmp_path / "clip", 2, size=FOLDER_SIZE, ext="png")
+    scores = tmp_path / "scores.json"
+    scores.write_text("{}", encoding="utf-8")
+
+    run = run_glus(
+        "segment",
+        str(frames),
+        "the circle",
+        "--model",
+        str(checkpoint),
+        "--keyframe",
+        "1",
+        "--keyframes",
+        str(scores),
+    )
+
+    assert run.code == 2
+    assert "either --keyframe or --keyframes" in run.err

@@ -52,6 +52,7 @@ from glus_cli.cli.options import (
     resolve_output_dir,
 )
 from glus_cli.errors import InputError
+from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.memory_bank import MEM_STRIDE
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import validate_formats, write_json_atomic
@@ -118,6 +119,14 @@ def segment(
             rich_help_panel="GLUS protocol",
         ),
     ] = None,
+    keyframes: Annotated[
+        Path | None,
+        typer.Option(
+            help='Key-frame score file {"<video>_<exp_id>": frame} (expression ids are 0, 1, ... in '
+            "argument order), as written by glus keyframes or the official KFS.",
+            rich_help_panel="GLUS protocol",
+        ),
+    ] = None,
     stride: StrideOption = 1,
     max_frames: MaxFramesOption = None,
     schedule: ScheduleOption = ScheduleChoice.reference,
@@ -141,9 +150,21 @@ def segment(
     model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
     watch = Stopwatch()
 
+    if keyframe is not None and keyframes is not None:
+        raise InputError("give either --keyframe or --keyframes, not both")
+    scores = read_scores(keyframes) if keyframes is not None else None
+
     with open_video(source, stride=stride, max_frames=max_frames) as video:
         if keyframe is not None and keyframe >= video.num_frames:
             raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
+        jobs = [
+            ExpressionJob(
+                str(i),
+                text,
+                keyframe if scores is None else keyframe_for(scores, video.name, str(i), video.frame_names),
+            )
+            for i, text in enumerate(texts)
+        ]
         existed = output_dir is not None and output_dir.is_dir()
         out = resolve_output_dir(output_dir)
         try:
@@ -153,14 +174,13 @@ def segment(
             if not existed and not any(out.iterdir()):  # leave no empty runs/NNNN behind a failed load
                 out.rmdir()
             raise
-        jobs = [ExpressionJob(str(i), text, keyframe) for i, text in enumerate(texts)]
         folders = [out / expression_folder(i, text) for i, text in enumerate(texts)]
         with progress_bar(quiet) as progress:
             tasks = [
                 progress.add_task(
-                    f"{video.name}: {text[:40]}", total=num_query_steps(video.num_frames, keyframe)
+                    f"{video.name}: {job.text[:40]}", total=num_query_steps(video.num_frames, job.keyframe)
                 )
-                for text in texts
+                for job in jobs
             ]
             with watch.time("segment"):
                 outcomes = segment_to_outputs(
@@ -186,7 +206,12 @@ def segment(
             },
             "expressions": [asdict(outcome) for outcome in outcomes],
             "model": asdict(glus.info),
-            "options": {**asdict(options), "keyframe": keyframe, "formats": formats_used},
+            "options": {
+                **asdict(options),
+                "keyframe": keyframe,
+                "keyframes_file": str(keyframes) if keyframes else None,
+                "formats": formats_used,
+            },
             "timings_seconds": watch.seconds,
             "memory": peak_memory(),
         }
