@@ -24,13 +24,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glus_cli.errors import InputError
-from glus_cli.model.glus import GLUSModel
-from glus_cli.pipeline import FrameResult, SegmentationOptions
 from glus_cli.runner import ExpressionJob, ExpressionOutcome, is_complete, segment_to_outputs
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
+
+if TYPE_CHECKING:
+    from glus_cli.model.glus import GLUSModel
+    from glus_cli.pipeline import FrameResult, SegmentationOptions
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -31,7 +31,9 @@ from glus_cli.errors import InputError
 from glus_cli.evaluation import Layout, _find_meta, _load_tasks, _read_mask, detect_layout
 from glus_cli.metrics import region_similarity
 from glus_cli.outputs import write_json_atomic
-from glus_cli.pipeline import FrameResult
+
+if TYPE_CHECKING:
+    from glus_cli.pipeline import FrameResult
 
 Ranking = Literal["ground_truth_iou", "model_confidence"]
 """What a key-frame score measures."""

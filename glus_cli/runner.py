@@ -15,12 +15,15 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from glus_cli.model.glus import GLUSModel
 from glus_cli.outputs import open_writers, write_json_atomic
-from glus_cli.pipeline import FrameResult, SegmentationOptions, segment_video
 from glus_cli.sampling import query_passes
-from glus_cli.video import VideoSource
+
+if TYPE_CHECKING:
+    from glus_cli.model.glus import GLUSModel
+    from glus_cli.pipeline import FrameResult, SegmentationOptions
+    from glus_cli.video import VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ def segment_to_outputs(
         for out in output_dirs:
             out.mkdir(parents=True, exist_ok=True)
             writers.append(stack.enter_context(open_writers(formats, out, video)))
+        from glus_cli.pipeline import segment_video  # torch and transformers load with the model
+
         results = segment_video(
             model, video, [job.text for job in jobs], options, keyframes=[j.keyframe for j in jobs]
         )

@@ -15,6 +15,11 @@ import numpy as np
 
 from glus_cli.errors import InputError
 
+# The official memory-bank settings at inference: how many earlier frames a query frame reads, and the
+# stride of the grid they lie on (training used stride 1). See `model.memory_bank.memory_read_positions`.
+NUM_MASKMEM = 7
+MEM_STRIDE = 3
+
 ContextSampler = Literal["clips", "linspace"]
 CONTEXT_SAMPLERS: tuple[str, ...] = ("clips", "linspace")
 

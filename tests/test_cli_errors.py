@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glus_cli import outputs, runner
+from glus_cli import outputs, pipeline, runner
 from glus_cli.cli.app import EXIT_INTERNAL, EXIT_INTERRUPTED, main
 from glus_cli.errors import CheckpointError, InputError, NetworkError, OutputError
 from glus_cli.testing.checkpoint import build_checkpoint
@@ -284,7 +284,7 @@ def test_interrupted_run(
     video: Path,
     checkpoint: Path,
 ) -> None:
-    real = runner.segment_video
+    real = pipeline.segment_video
 
     def interrupted(*args: object, **kwargs: object):
         for count, result in enumerate(real(*args, **kwargs)):
@@ -292,7 +292,7 @@ def test_interrupted_run(
                 raise KeyboardInterrupt
             yield result
 
-    monkeypatch.setattr(runner, "segment_video", interrupted)
+    monkeypatch.setattr(pipeline, "segment_video", interrupted)
     out = tmp_path / "out"
     args = ["segment", str(video), "the dog", "-o", str(out), "-f", "png", "-f", "rle", "-f", "overlay"]
     code, output = run_glus([*args, "--model", str(checkpoint), *FAST], capsys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -57,12 +57,14 @@ from glus_cli.cli.options import (
 from glus_cli.cli.segment import progress_bar
 from glus_cli.errors import OutputError
 from glus_cli.keyframes import keyframe_for, read_scores
-from glus_cli.model.glus import GLUSModel
-from glus_cli.model.memory_bank import MEM_STRIDE
 from glus_cli.outputs import new_run_dir, validate_formats, write_json_atomic
-from glus_cli.pipeline import SegmentationOptions
 from glus_cli.runner import ExpressionJob, num_query_steps
-from glus_cli.video import VideoSource
+from glus_cli.sampling import MEM_STRIDE
+
+if TYPE_CHECKING:
+    from glus_cli.model.glus import GLUSModel
+    from glus_cli.pipeline import SegmentationOptions
+    from glus_cli.video import VideoSource
 
 EXIT_VIDEOS_FAILED = 8
 """Exit code of `glus batch` / `glus keyframes` when some videos failed (the others were done)."""

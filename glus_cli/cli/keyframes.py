@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -55,10 +55,12 @@ from glus_cli.keyframes import (
     ground_truth_scores,
     write_keyframe_files,
 )
-from glus_cli.model.memory_bank import MEM_STRIDE
-from glus_cli.pipeline import FrameResult
 from glus_cli.runner import ExpressionJob, is_complete
-from glus_cli.video import VideoSource
+from glus_cli.sampling import MEM_STRIDE
+
+if TYPE_CHECKING:
+    from glus_cli.pipeline import FrameResult
+    from glus_cli.video import VideoSource
 
 MASKS_DIR = "masks"
 SCORE_FILE = "keyframes.json"

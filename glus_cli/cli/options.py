@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from glus_cli.pipeline import SegmentationOptions
+if TYPE_CHECKING:
+    from glus_cli.pipeline import SegmentationOptions
+
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GLUSModel
@@ -190,6 +192,8 @@ def protocol_options(
     schedule: ScheduleChoice,
 ) -> SegmentationOptions:
     """`SegmentationOptions` from the command-line values."""
+    from glus_cli.pipeline import SegmentationOptions
+
     return SegmentationOptions(
         num_context_frames=context_frames,
         num_query_frames=query_frames,

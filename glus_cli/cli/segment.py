@@ -53,10 +53,10 @@ from glus_cli.cli.options import (
 )
 from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_for, read_scores
-from glus_cli.model.memory_bank import MEM_STRIDE
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import validate_formats, write_json_atomic
 from glus_cli.runner import ExpressionJob, num_query_steps, segment_to_outputs
+from glus_cli.sampling import MEM_STRIDE
 from glus_cli.video import open_video
 
 SUMMARY_NAME = "summary.json"

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-NUM_MASKMEM = 7
-MEM_STRIDE = 3  # the official inference setting (training used 1)
+from glus_cli.sampling import MEM_STRIDE, NUM_MASKMEM
 
 
 def memory_read_positions(
