@@ -138,13 +138,17 @@ def read_checkpoint(folder: Path) -> GlusStateDicts:
     return parts
 
 
-def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str, assign: bool) -> None:
+def load_into(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str, prefix: str, assign: bool
+) -> None:
     """Load `state` into `module`, every parameter and persistent buffer exactly once.
 
     Args:
         module: the destination (may live on the meta device when `assign` is True).
         state: module-local key names.
-        what: the module's name in error messages (e.g. "SAM2 (model.visual_model.*)").
+        what: the module's name in error messages (e.g. "SAM2 sam2_hiera_l.yaml").
+        prefix: the module's key prefix in the checkpoint, so that errors name the keys as they are
+            written there (e.g. "model.visual_model.").
         assign: take the tensors as they are (meta-device construction) instead of copying.
 
     Raises:
@@ -155,9 +159,9 @@ def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: 
     unexpected = sorted(state.keys() - expected)
     problems = []
     if missing:
-        problems.append(f"missing {_key_list(missing)}")
+        problems.append(f"missing {_key_list([prefix + key for key in missing])}")
     if unexpected:
-        problems.append(f"unexpected {_key_list(unexpected)}")
+        problems.append(f"unexpected {_key_list([prefix + key for key in unexpected])}")
     if problems:
         raise CheckpointError(f"checkpoint does not fit {what}: {'; '.join(problems)}")
     try:

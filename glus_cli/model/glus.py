@@ -14,7 +14,14 @@ from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionModel, LlamaForCausalLM
 
 from glus_cli.errors import CheckpointError, InputError, ResourceError
-from glus_cli.model.checkpoint import GlusStateDicts, load_into, read_checkpoint
+from glus_cli.model.checkpoint import (
+    PROJECTOR_PREFIX,
+    SAM2_PREFIX,
+    SEG_HEAD_PREFIX,
+    GlusStateDicts,
+    load_into,
+    read_checkpoint,
+)
 from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GLUSConfig
 from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
 from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model
@@ -267,13 +274,13 @@ def _build_language_model(
     dtype: torch.dtype,
 ) -> SegLanguageModel:
     if quantize is None:
-        load_into(modules.llm, parts.llm, what="the LLaMA (model.layers.*, lm_head)", assign=True)
+        load_into(modules.llm, parts.llm, what="the LLaMA", prefix="", assign=True)
         llm = modules.llm.to(device=device, dtype=dtype)
     else:
         llm = _load_quantized_llm(config.llama_config(), folder, quantize, device, dtype)
         llm.model.rotary_emb = _rotary_table(config).to(device=device, dtype=dtype)
     head = modules.text_hidden_fcs
-    load_into(head, parts.text_hidden_fcs, what="the [SEG] head (model.text_hidden_fcs.*)", assign=True)
+    load_into(head, parts.text_hidden_fcs, what="the [SEG] head", prefix=SEG_HEAD_PREFIX, assign=True)
     return SegLanguageModel(llm, head.to(device=device, dtype=dtype), tokenizer.seg_token_id)
 
 
@@ -333,7 +340,7 @@ def _build_vision(
             f"the vision tower {tower_dir} has width {tower.config.hidden_size}, "
             f"but the checkpoint's projector expects mm_hidden_size={config.mm_hidden_size}"
         )
-    load_into(projector, projector_state, what="the projector (model.mm_projector.*)", assign=True)
+    load_into(projector, projector_state, what="the projector", prefix=PROJECTOR_PREFIX, assign=True)
     return VisionProjector(
         tower.to(device=device).eval(),
         projector.to(device=device, dtype=dtype),
@@ -349,7 +356,7 @@ def _build_segmenter(
     device: torch.device,
     dtype: torch.dtype,
 ) -> GlusSegmenter:
-    load_into(sam2, state, what=f"SAM2 {sam2_config} (model.visual_model.*)", assign=False)
+    load_into(sam2, state, what=f"SAM2 {sam2_config}", prefix=SAM2_PREFIX, assign=False)
     if fuser_gamma == "official-eval":
         for block in sam2.memory_encoder.fuser.layers:
             gamma = torch.full_like(block.gamma, OFFICIAL_EVAL_FUSER_GAMMA, dtype=torch.bfloat16)
