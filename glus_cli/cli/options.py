@@ -152,6 +152,15 @@ FormatOption = Annotated[
         rich_help_panel=_OUTPUT,
     ),
 ]
+ResumableOutputDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        help="Output root; rerun with the same folder to resume (default: a fresh runs/NNNN).",
+        rich_help_panel=_OUTPUT,
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
 
 
