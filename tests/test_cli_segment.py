@@ -237,6 +237,7 @@ def test_summary(all_formats: tuple[Run, Path], video: Path, checkpoint: Path) -
     assert options["num_context_frames"] == 1 and options["num_query_frames"] == 1
     assert options["formats"] == ["png", "palette", "rle", "overlay"]
     assert options["keyframe"] is None
+    assert options["schedule"] == "fast" and options["llm_batch_size"] is None
     assert set(summary["timings_seconds"]) >= {"load_model", "segment"}
     assert summary["memory"]["peak_rss_mib"] > 0
     # Without --quiet: the progress bars (stderr) and the summary table (stdout).
@@ -343,3 +344,36 @@ def test_keyframe_and_keyframes_are_exclusive(tmp_path: Path, checkpoint: Path) 
 
     assert run.code == 2
     assert "either --keyframe or --keyframes" in run.err
+
+
+# --- --schedule ---
+
+
+@pytest.mark.parametrize("schedule", ["reference", "fast-exact"])
+def test_schedules_agree_with_the_default(
+    tmp_path: Path, checkpoint: Path, video: Path, all_formats: tuple[Run, Path], schedule: str
+) -> None:
+    """`reference` and `fast-exact` write the same masks as the default `fast` run (spec 7b: IoU >= 0.999)."""
+    _, fast_out = all_formats
+    out = tmp_path / "out"
+    run = run_glus(
+        "segment", str(video), *EXPRESSIONS, "--model", str(checkpoint), "-o", str(out), "-q", "-f", "png",
+        "--schedule", schedule, "--llm-batch-size", "2", *FAST,
+    )  # fmt: skip
+
+    assert run.code == 0, run.err
+    options = json.loads((out / "summary.json").read_text())["options"]
+    assert (options["schedule"], options["llm_batch_size"]) == (schedule, 2)
+    for ours, fast in zip(expression_dirs(out), expression_dirs(fast_out), strict=True):
+        pngs = sorted(path.name for path in ours.glob("*.png"))
+        assert pngs == sorted(path.name for path in fast.glob("*.png")) and len(pngs) == 3
+        for name in pngs:
+            a, b = read_png(ours / name) > 0, read_png(fast / name) > 0
+            union = np.logical_or(a, b).sum()
+            assert union == 0 or np.logical_and(a, b).sum() / union >= 0.999
+
+
+def test_unknown_schedule_is_one_line(checkpoint: Path, video: Path) -> None:
+    run = run_glus("segment", str(video), "the dog", "--model", str(checkpoint), "--schedule", "quick")
+    assert run.code == 2
+    assert "quick" in run.err and "Traceback" not in run.err

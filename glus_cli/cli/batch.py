@@ -27,6 +27,7 @@ from glus_cli.cli.app import app
 from glus_cli.cli.console import console, error_console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
+    DEFAULT_SCHEDULE,
     ContextFramesOption,
     ContextSamplerChoice,
     ContextSamplerOption,
@@ -36,6 +37,7 @@ from glus_cli.cli.options import (
     FormatOption,
     FuserGamma,
     FuserGammaOption,
+    LLMBatchSizeOption,
     MaxFramesOption,
     MemStrideOption,
     ModelArgs,
@@ -46,7 +48,6 @@ from glus_cli.cli.options import (
     ResumableOutputDirOption,
     RevisionOption,
     Sam2ConfigOption,
-    ScheduleChoice,
     ScheduleOption,
     Stopwatch,
     StrideOption,
@@ -174,7 +175,8 @@ def batch(
     ] = None,
     stride: StrideOption = 1,
     max_frames: MaxFramesOption = None,
-    schedule: ScheduleOption = ScheduleChoice.reference,
+    schedule: ScheduleOption = DEFAULT_SCHEDULE,
+    llm_batch_size: LLMBatchSizeOption = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -198,7 +200,9 @@ def batch(
     watch = Stopwatch()
     shard_index, shard_count = parse_shard(shard) if shard is not None else (0, 1)
     formats_used = list(validate_formats(default_formats(formats)))
-    options = protocol_options(context_frames, query_frames, mem_stride, context_sampler, schedule)
+    options = protocol_options(
+        context_frames, query_frames, mem_stride, context_sampler, schedule, llm_batch_size
+    )
     model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
     lookup = keyframe_lookup(keyframes)
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))

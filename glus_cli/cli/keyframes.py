@@ -22,6 +22,7 @@ from glus_cli.cli.batch import (
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
+    DEFAULT_SCHEDULE,
     ContextFramesOption,
     ContextSamplerChoice,
     ContextSamplerOption,
@@ -30,6 +31,7 @@ from glus_cli.cli.options import (
     DTypeOption,
     FuserGamma,
     FuserGammaOption,
+    LLMBatchSizeOption,
     MaxFramesOption,
     MemStrideOption,
     ModelArgs,
@@ -40,7 +42,6 @@ from glus_cli.cli.options import (
     ResumableOutputDirOption,
     RevisionOption,
     Sam2ConfigOption,
-    ScheduleChoice,
     ScheduleOption,
     StrideOption,
     VisionTowerOption,
@@ -120,7 +121,8 @@ def keyframes(
     context_sampler: ContextSamplerOption = ContextSamplerChoice.clips,
     stride: StrideOption = 1,
     max_frames: MaxFramesOption = None,
-    schedule: ScheduleOption = ScheduleChoice.reference,
+    schedule: ScheduleOption = DEFAULT_SCHEDULE,
+    llm_batch_size: LLMBatchSizeOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run GLUS on every (video, expression), score each frame, and export the key frame of each.
@@ -133,7 +135,9 @@ def keyframes(
 
       glus keyframes mevis/train/JPEGImages -e mevis/train/meta_expressions.json --ground-truth mevis/train
     """
-    options = protocol_options(context_frames, query_frames, mem_stride, context_sampler, schedule)
+    options = protocol_options(
+        context_frames, query_frames, mem_stride, context_sampler, schedule, llm_batch_size
+    )
     model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     scorer = None

@@ -70,7 +70,11 @@ class ScheduleChoice(str, Enum):
     """Order of work."""
 
     fast = "fast"
+    fast_exact = "fast-exact"
     reference = "reference"
+
+
+DEFAULT_SCHEDULE = ScheduleChoice.fast
 
 
 ModelOption = Annotated[
@@ -132,7 +136,17 @@ ContextSamplerOption = Annotated[
 ScheduleOption = Annotated[
     ScheduleChoice,
     typer.Option(
-        help="fast: reuse unchanged work; reference: the official order of work.", rich_help_panel=_PROTOCOL
+        help="fast: reuse unchanged work (same [SEG] decisions, masks to IoU >= 0.999); fast-exact: reuse "
+        "only what keeps results bit-identical; reference: the official order of work (slowest).",
+        rich_help_panel=_PROTOCOL,
+    ),
+]
+LLMBatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="fast schedule: expressions sharing one LLM forward (default: 1 on CPU, 4 on a GPU).",
+        rich_help_panel=_PROTOCOL,
     ),
 ]
 StrideOption = Annotated[
@@ -199,6 +213,7 @@ def protocol_options(
     mem_stride: int,
     context_sampler: ContextSamplerChoice,
     schedule: ScheduleChoice,
+    llm_batch_size: int | None = None,
 ) -> SegmentationOptions:
     """`SegmentationOptions` from the command-line values."""
     from glus_cli.pipeline import SegmentationOptions
@@ -209,6 +224,7 @@ def protocol_options(
         mem_stride=mem_stride,
         context_sampler=context_sampler.value,
         schedule=schedule.value,
+        llm_batch_size=llm_batch_size,
     )
 
 

@@ -23,6 +23,7 @@ from glus_cli.cli.app import app
 from glus_cli.cli.console import console, error_console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
+    DEFAULT_SCHEDULE,
     ContextFramesOption,
     ContextSamplerChoice,
     ContextSamplerOption,
@@ -32,6 +33,7 @@ from glus_cli.cli.options import (
     FormatOption,
     FuserGamma,
     FuserGammaOption,
+    LLMBatchSizeOption,
     MaxFramesOption,
     MemStrideOption,
     ModelArgs,
@@ -41,7 +43,6 @@ from glus_cli.cli.options import (
     QuietOption,
     RevisionOption,
     Sam2ConfigOption,
-    ScheduleChoice,
     ScheduleOption,
     Stopwatch,
     StrideOption,
@@ -129,7 +130,8 @@ def segment(
     ] = None,
     stride: StrideOption = 1,
     max_frames: MaxFramesOption = None,
-    schedule: ScheduleOption = ScheduleChoice.reference,
+    schedule: ScheduleOption = DEFAULT_SCHEDULE,
+    llm_batch_size: LLMBatchSizeOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
@@ -146,7 +148,9 @@ def segment(
     for text in texts:
         normalize_expression(text)  # reject empty / reserved expressions before any work
     formats_used = list(validate_formats(default_formats(formats)))
-    options = protocol_options(context_frames, query_frames, mem_stride, context_sampler, schedule)
+    options = protocol_options(
+        context_frames, query_frames, mem_stride, context_sampler, schedule, llm_batch_size
+    )
     model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
     watch = Stopwatch()
 
