@@ -21,6 +21,7 @@ depend on the expression and the frame.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,8 @@ SegBehaviour = Literal["always", "never"]
 # The channel of the LLaMA residual stream that carries the `[SEG]` signal.
 _SEG_CHANNEL = 0
 _SEG_EMBEDDING_GAIN = 50.0
+# Std of the LLaMA layers' weights at the tiny width (scaled as 1/sqrt(width) for wider shapes).
+_LLAMA_WEIGHT_STD = 0.2
 _SAM2_SEED_OFFSET = 12
 
 
@@ -264,9 +267,12 @@ def _llm_state(config: LlamaConfig, tokenizer: GlusTokenizer, seg: SegBehaviour,
     with torch.no_grad():
         # Weights large enough that the last position's hidden state depends on the whole prompt (the
         # expression, the images); transformers' 0.02 init makes a 2-layer LLaMA nearly the identity.
+        # The std shrinks as 1/sqrt(width) so that each layer's gain, and with it the size of the residual
+        # stream that the [SEG] channel must stand out of after the final norm, is the same at every width.
+        std = _LLAMA_WEIGHT_STD * math.sqrt(SHAPES["tiny"].hidden_size / config.hidden_size)
         for name, param in llm.model.named_parameters():
             if param.dim() == 2 and name != "embed_tokens.weight":
-                param.normal_(0.0, 0.2)
+                param.normal_(0.0, std)
         llm.model.embed_tokens.weight.normal_(0.0, 1.0)
         # The [SEG] channel: a constant in every token embedding that no layer writes to, so it stays
         # positive after the final norm; the [SEG] row of lm_head reads only that channel.
