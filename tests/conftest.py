@@ -1,4 +1,4 @@
-"""Shared pytest setup: every test runs offline and with a fixed seed."""
+"""Shared pytest setup: every test runs offline (the synthetic checkpoints fix their own seeds)."""
 
 from __future__ import annotations
 

@@ -21,10 +21,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 
 from glus_cli.model.glus import GLUSModel, load_glus
+from glus_cli.model.tokenizer import GlusTokenizer
 from glus_cli.pipeline import ArraySource, FrameResult, SegmentationOptions, segment_video
 from glus_cli.testing.checkpoint import SyntheticCheckpoint, build_checkpoint
+from glus_cli.testing.tokenizer import build_tiny_tokenizer
 
 VIDEO_SIZE = (64, 96)
 """(H, W) of the default test video."""
@@ -140,3 +143,23 @@ def never_model(models: ModelFactory, never_checkpoint: SyntheticCheckpoint) -> 
 def single_frame_results(tiny_model: GLUSModel) -> list[FrameResult]:
     """`tiny_model` on a 1-frame video with EXPRESSION, the same written "The Dog.", and OTHER_EXPRESSION."""
     return run(tiny_model, synthetic_video(1), [EXPRESSION, "The Dog.", OTHER_EXPRESSION])
+
+
+@pytest.fixture(scope="session")
+def tokenizer_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test vocabulary's tokenizer files (sentencepiece model trained here, added tokens), seed 0."""
+    folder = tmp_path_factory.mktemp("tiny-tokenizer")
+    build_tiny_tokenizer(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tok(tokenizer_folder: Path) -> GlusTokenizer:
+    """glus-cli's tokenizer on the test vocabulary."""
+    return GlusTokenizer.from_pretrained(tokenizer_folder)
+
+
+@pytest.fixture(scope="session")
+def sp(tokenizer_folder: Path) -> spm.SentencePieceProcessor:
+    """Plain sentencepiece on the test vocabulary's model, for checking the tokenizer against it."""
+    return spm.SentencePieceProcessor(model_file=str(tokenizer_folder / "tokenizer.model"))

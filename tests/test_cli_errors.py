@@ -23,6 +23,7 @@ from glus_cli.cli.app import EXIT_INTERNAL, EXIT_INTERRUPTED, main
 from glus_cli.errors import CheckpointError, InputError, NetworkError, OutputError
 from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_synthetic_video
+from tests.cli_helpers import run_glus
 
 FAST = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu", "--quiet"]
 
@@ -43,21 +44,6 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("GLUS_DEBUG", raising=False)
     monkeypatch.setenv("GLUS_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.chdir(tmp_path)
-
-
-def run_glus(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """Run `glus ARGS` through `main()`; return the exit code and stdout + stderr."""
-    capsys.readouterr()
-    old_argv = sys.argv
-    sys.argv = ["glus", *args]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        sys.argv = old_argv
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out + captured.err
 
 
 def assert_one_error(

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from glus_cli import __version__
-from glus_cli.cli.app import main
 from glus_cli.errors import NetworkError
 from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_synthetic_video
+from tests.cli_helpers import run_glus
 
 MODEL_ID = "Org/Name"
 TOWER_ID = "Org/TinyClip"
@@ -31,21 +30,6 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GLUS_WEIGHTS_DIR", str(tmp_path / "empty-cache"))
     monkeypatch.chdir(tmp_path)
-
-
-def run_glus(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """Run `glus ARGS` through `main()`; return the exit code and stdout + stderr."""
-    capsys.readouterr()
-    old_argv = sys.argv
-    sys.argv = ["glus", *args]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        sys.argv = old_argv
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return (code if isinstance(code, int) else 1), captured.out + captured.err
 
 
 def _add_to_cache(cache: Path, repo_id: str, folder: Path) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import sentencepiece as spm
 
@@ -20,7 +18,6 @@ from glus_cli.model.prompt import (
     query_window,
 )
 from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX, GlusTokenizer
-from glus_cli.testing.tokenizer import build_tiny_tokenizer
 
 PANDA = normalize_expression("The panda that has stayed in place with little movement")
 IMG = "<im_start><image><im_end>"
@@ -37,22 +34,7 @@ FRAME_1_PROMPT = (
     "place with little movement in this frame? ASSISTANT: Sure, the segmentation result is "
 )
 
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-tokenizer")
-    build_tiny_tokenizer(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_folder: Path) -> GlusTokenizer:
-    return GlusTokenizer.from_pretrained(tiny_folder)
-
-
-@pytest.fixture(scope="module")
-def sp(tiny_folder: Path) -> spm.SentencePieceProcessor:
-    return spm.SentencePieceProcessor(model_file=str(tiny_folder / "tokenizer.model"))
+pytest_plugins = ["tests.fixtures"]
 
 
 # --- expression ------------------------------------------------------------------------------------------

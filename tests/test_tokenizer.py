@@ -29,22 +29,7 @@ from glus_cli.testing.tokenizer import (
 
 TOKENIZER_FILES = ("tokenizer.model", "added_tokens.json", "special_tokens_map.json", "tokenizer_config.json")
 
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-tokenizer")
-    build_tiny_tokenizer(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_folder: Path) -> GlusTokenizer:
-    return GlusTokenizer.from_pretrained(tiny_folder)
-
-
-@pytest.fixture(scope="module")
-def sp(tiny_folder: Path) -> spm.SentencePieceProcessor:
-    return spm.SentencePieceProcessor(model_file=str(tiny_folder / "tokenizer.model"))
+pytest_plugins = ["tests.fixtures"]
 
 
 def copy_folder(source: Path, target: Path) -> Path:
@@ -57,25 +42,25 @@ def copy_folder(source: Path, target: Path) -> Path:
 # --- the tiny tokenizer builder -------------------------------------------------------------------------
 
 
-def test_tiny_tokenizer_has_the_checkpoint_layout(tiny_folder: Path, tok: GlusTokenizer) -> None:
-    assert all((tiny_folder / name).is_file() for name in TOKENIZER_FILES)
-    added = json.loads((tiny_folder / "added_tokens.json").read_text())
+def test_tiny_tokenizer_has_the_checkpoint_layout(tokenizer_folder: Path, tok: GlusTokenizer) -> None:
+    assert all((tokenizer_folder / name).is_file() for name in TOKENIZER_FILES)
+    added = json.loads((tokenizer_folder / "added_tokens.json").read_text())
     assert added == {token: TINY_NUM_PIECES + i for i, token in enumerate(TINY_ADDED_TOKENS)}
     assert list(TINY_ADDED_TOKENS) == ["<im_patch>", "<im_start>", "<im_end>", "[SEG]"]
-    config = json.loads((tiny_folder / "tokenizer_config.json").read_text())
+    config = json.loads((tokenizer_folder / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "LlamaTokenizer"
     assert (tok.unk_id, tok.bos_id, tok.eos_id, tok.pad_id) == (0, 1, 2, 0)
     assert [tok.im_start_id, tok.im_end_id, tok.seg_token_id] == [added[t] for t in TINY_ADDED_TOKENS[1:]]
     assert tok.vocab_size == TINY_VOCAB_SIZE == TINY_NUM_PIECES + 4
 
 
-def test_tiny_tokenizer_build_is_deterministic(tmp_path: Path, tiny_folder: Path) -> None:
+def test_tiny_tokenizer_build_is_deterministic(tmp_path: Path, tokenizer_folder: Path) -> None:
     assert build_tiny_tokenizer(tmp_path / "again") == TINY_VOCAB_SIZE
     for name in TOKENIZER_FILES:
-        assert (tmp_path / "again" / name).read_bytes() == (tiny_folder / name).read_bytes(), name
+        assert (tmp_path / "again" / name).read_bytes() == (tokenizer_folder / name).read_bytes(), name
     build_tiny_tokenizer(tmp_path / "other-seed", seed=1)
     model = (tmp_path / "other-seed" / "tokenizer.model").read_bytes()
-    assert model != (tiny_folder / "tokenizer.model").read_bytes()
+    assert model != (tokenizer_folder / "tokenizer.model").read_bytes()
 
 
 def test_tiny_vocabulary_follows_llama_settings(sp: spm.SentencePieceProcessor) -> None:
@@ -176,30 +161,30 @@ def test_token_to_id(tok: GlusTokenizer, sp: spm.SentencePieceProcessor) -> None
 # --- checkpoint errors ----------------------------------------------------------------------------------
 
 
-def test_missing_tokenizer_model(tmp_path: Path, tiny_folder: Path) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_missing_tokenizer_model(tmp_path: Path, tokenizer_folder: Path) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     (folder / "tokenizer.model").unlink()
     with pytest.raises(CheckpointError, match=r"ckpt: no tokenizer\.model"):
         GlusTokenizer.from_pretrained(folder)
 
 
-def test_corrupt_tokenizer_model(tmp_path: Path, tiny_folder: Path) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_corrupt_tokenizer_model(tmp_path: Path, tokenizer_folder: Path) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     (folder / "tokenizer.model").write_bytes(b"not a model")
     with pytest.raises(CheckpointError, match="not a sentencepiece model"):
         GlusTokenizer.from_pretrained(folder)
 
 
-def test_missing_added_tokens_file(tmp_path: Path, tiny_folder: Path) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_missing_added_tokens_file(tmp_path: Path, tokenizer_folder: Path) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     (folder / "added_tokens.json").unlink()
     with pytest.raises(CheckpointError, match=r"no added_tokens\.json .*\[SEG\]"):
         GlusTokenizer.from_pretrained(folder)
 
 
 @pytest.mark.parametrize("token", ["[SEG]", "<im_start>", "<im_end>"])
-def test_missing_required_added_token(tmp_path: Path, tiny_folder: Path, token: str) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_missing_required_added_token(tmp_path: Path, tokenizer_folder: Path, token: str) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     kept = [name for name in TINY_ADDED_TOKENS if name != token]
     added = {name: TINY_NUM_PIECES + i for i, name in enumerate(kept)}
     (folder / "added_tokens.json").write_text(json.dumps(added))
@@ -207,16 +192,16 @@ def test_missing_required_added_token(tmp_path: Path, tiny_folder: Path, token: 
         GlusTokenizer.from_pretrained(folder)
 
 
-def test_added_token_ids_must_follow_the_pieces(tmp_path: Path, tiny_folder: Path) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_added_token_ids_must_follow_the_pieces(tmp_path: Path, tokenizer_folder: Path) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     added = {name: TINY_NUM_PIECES + 1 + i for i, name in enumerate(TINY_ADDED_TOKENS)}
     (folder / "added_tokens.json").write_text(json.dumps(added))
     with pytest.raises(CheckpointError, match="without gaps"):
         GlusTokenizer.from_pretrained(folder)
 
 
-def test_added_token_ids_are_read_from_the_file(tmp_path: Path, tiny_folder: Path) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_added_token_ids_are_read_from_the_file(tmp_path: Path, tokenizer_folder: Path) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     order = ["[SEG]", "<im_end>", "<im_start>"]  # another order, and no <im_patch>
     added = {token: TINY_NUM_PIECES + i for i, token in enumerate(order)}
     (folder / "added_tokens.json").write_text(json.dumps(added))
@@ -225,8 +210,8 @@ def test_added_token_ids_are_read_from_the_file(tmp_path: Path, tiny_folder: Pat
     assert tok.vocab_size == TINY_NUM_PIECES + 3
 
 
-def test_eos_per_chunk_config_is_rejected(tmp_path: Path, tiny_folder: Path) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+def test_eos_per_chunk_config_is_rejected(tmp_path: Path, tokenizer_folder: Path) -> None:
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "add_eos_token": True}))
     with pytest.raises(CheckpointError, match="add_eos_token"):
@@ -234,9 +219,9 @@ def test_eos_per_chunk_config_is_rejected(tmp_path: Path, tiny_folder: Path) -> 
 
 
 def test_non_legacy_config_warns_and_keeps_legacy_ids(
-    tmp_path: Path, tiny_folder: Path, tok: GlusTokenizer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, tokenizer_folder: Path, tok: GlusTokenizer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = copy_folder(tiny_folder, tmp_path / "ckpt")
+    folder = copy_folder(tokenizer_folder, tmp_path / "ckpt")
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "legacy": False}))
     with caplog.at_level(logging.WARNING):
