@@ -58,6 +58,13 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import disable_progress_bars, validate_repo_id
 
 from glus_cli.errors import CheckpointError, GlusError, NetworkError, OutputError
+from glus_cli.model.layout import (
+    CONFIG_NAME,
+    SINGLE_WEIGHT_FILES,
+    WEIGHT_INDEX_FILES,
+    index_shard_names,
+    read_config_json,
+)
 
 __all__ = [
     "DownloadResult",
@@ -84,7 +91,7 @@ _MANIFEST_FORMAT_VERSION = 1
 
 # What inference reads from a GLUS checkpoint besides the weights: config and the LLaMA tokenizer.
 _CHECKPOINT_FILES = (
-    "config.json",
+    CONFIG_NAME,
     "generation_config.json",
     "tokenizer.model",
     "tokenizer.json",
@@ -93,10 +100,7 @@ _CHECKPOINT_FILES = (
     "added_tokens.json",
 )
 # What CLIPVisionModel and CLIPImageProcessor read besides the weights.
-_VISION_TOWER_FILES = ("config.json", "preprocessor_config.json")
-# Weight formats in order of preference: a sharded index, else a single file.
-_WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_VISION_TOWER_FILES = (CONFIG_NAME, "preprocessor_config.json")
 # config.json keys naming the CLIP tower: GLUS.py copies `vision_tower` into `mm_vision_tower` at load time.
 _VISION_TOWER_KEYS = ("vision_tower", "mm_vision_tower")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -264,18 +268,14 @@ def vision_tower_name(checkpoint_dir: Path) -> str:
     Raises:
         CheckpointError: ``config.json`` is missing, unreadable, or names no vision tower.
     """
-    config_path = checkpoint_dir / "config.json"
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{checkpoint_dir} has no config.json: not a GLUS checkpoint folder") from error
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read {config_path}: {_one_line(error)}") from error
+    config = read_config_json(checkpoint_dir)
     for key in _VISION_TOWER_KEYS:
-        name = config.get(key) if isinstance(config, dict) else None
+        name = config.get(key)
         if isinstance(name, str) and name:
             return name
-    raise CheckpointError(f"{config_path} names no vision tower (neither vision_tower nor mm_vision_tower)")
+    raise CheckpointError(
+        f"{checkpoint_dir / CONFIG_NAME} names no vision tower (neither vision_tower nor mm_vision_tower)"
+    )
 
 
 @dataclass(frozen=True)
@@ -383,7 +383,7 @@ def _fetch(repo_id: str, revision: str | None, kind: Kind, files: Sequence[str],
                 repo_id,
                 revision=revision,
                 cache_dir=request.cache,
-                allow_patterns=[*files, *_WEIGHT_INDEXES],
+                allow_patterns=[*files, *WEIGHT_INDEX_FILES],
             )
         )
         commit = folder.name
@@ -401,7 +401,7 @@ def _fetch(repo_id: str, revision: str | None, kind: Kind, files: Sequence[str],
     if not weights:
         raise CheckpointError(
             f"{kind} {request.label} has no weights on the Hub "
-            f"(looked for {', '.join((*_WEIGHT_INDEXES, *_WEIGHT_FILES))})"
+            f"(looked for {', '.join((*WEIGHT_INDEX_FILES, *SINGLE_WEIGHT_FILES))})"
         )
     raise CheckpointError(f"{kind} {request.label} is incomplete on the Hub: it lacks {', '.join(missing)}")
 
@@ -420,19 +420,11 @@ def _wanted_weights(folder: Path, listing: set[str] | None) -> list[str]:
     Single files are looked up in the repository listing when known, else among the files already on disk.
     An empty list means no weight format is available.
     """
-    for index in _WEIGHT_INDEXES:
+    for index in WEIGHT_INDEX_FILES:
         if (folder / index).is_file():
-            return _index_shards(folder / index)
+            return index_shard_names(folder / index)
     available = listing if listing is not None else {path.name for path in folder.iterdir()}
-    return next(([name] for name in _WEIGHT_FILES if name in available), [])
-
-
-def _index_shards(index: Path) -> list[str]:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        return sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CheckpointError(f"invalid weight index {index}: {_one_line(error)}") from error
+    return next(([name] for name in SINGLE_WEIGHT_FILES if name in available), [])
 
 
 @contextmanager
@@ -616,7 +608,7 @@ def _find_snapshot(
 
 def _is_complete(folder: Path, kind: Kind) -> bool:
     if kind == "checkpoint":
-        metadata = (folder / "config.json").is_file() and any(
+        metadata = (folder / CONFIG_NAME).is_file() and any(
             (folder / name).is_file() for name in ("tokenizer.model", "tokenizer.json")
         )
     else:

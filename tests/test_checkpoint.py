@@ -142,7 +142,7 @@ def test_weight_files_missing_shard(tmp_path: Path) -> None:
     assert "pytorch_model-00001-of-00002.bin" not in str(error.value)
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"metadata": {}}', '["a"]'])
+@pytest.mark.parametrize("content", ["{not json", '{"metadata": {}}', '["a"]', '{"weight_map": {"a": 1}}'])
 def test_weight_files_malformed_index(tmp_path: Path, content: str) -> None:
     (tmp_path / "pytorch_model.bin.index.json").write_text(content, encoding="utf-8")
     with pytest.raises(CheckpointError, match="weight index"):

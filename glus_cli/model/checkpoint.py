@@ -13,7 +13,6 @@ are bf16-rounded and must not drive RoPE).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from safetensors import safe_open
 
 from glus_cli.errors import CheckpointError
+from glus_cli.model.layout import SINGLE_WEIGHT_FILES, WEIGHT_INDEX_FILES, index_shard_names
 
 LLM_PREFIXES = ("model.embed_tokens.", "model.layers.", "model.norm.", "lm_head.")
 PROJECTOR_PREFIX = "model.mm_projector."
@@ -30,8 +30,6 @@ SAM2_PREFIX = "model.visual_model."
 IGNORED_PREFIXES = ("model.vision_tower.",)
 IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 
-_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-_SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 _MAX_KEYS_IN_MESSAGE = 8
 
 
@@ -41,24 +39,20 @@ def weight_files(folder: Path) -> list[Path]:
     Raises:
         CheckpointError: no weights, a malformed index, or a shard the index names is missing.
     """
-    for index_name in _INDEX_FILES:
+    for index_name in WEIGHT_INDEX_FILES:
         index_path = folder / index_name
         if index_path.is_file():
-            try:
-                weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise CheckpointError(f"cannot read the weight index {index_path}: {error}") from error
-            shards = [folder / name for name in sorted(set(weight_map.values()))]
+            shards = [folder / name for name in index_shard_names(index_path)]
             missing = [shard.name for shard in shards if not shard.is_file()]
             if missing:
                 raise CheckpointError(
                     f"{folder}: weight shard(s) named in {index_name} are missing: {missing}"
                 )
             return shards
-    for name in _SINGLE_FILES:
+    for name in SINGLE_WEIGHT_FILES:
         if (folder / name).is_file():
             return [folder / name]
-    expected = f"{' or '.join(_INDEX_FILES)} with shards, or {' or '.join(_SINGLE_FILES)}"
+    expected = f"{' or '.join(WEIGHT_INDEX_FILES)} with shards, or {' or '.join(SINGLE_WEIGHT_FILES)}"
     raise CheckpointError(f"{folder} has no weights (expected {expected})")
 
 

@@ -8,7 +8,6 @@ here as plain JSON and the `LlamaConfig` is built from its LLaMA fields.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ from typing import Any
 from transformers import LlamaConfig
 
 from glus_cli.errors import CheckpointError
+from glus_cli.model.layout import CONFIG_NAME, read_config_json
 
-CONFIG_NAME = "config.json"
 DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14"
 DEFAULT_SAM2_CONFIG = "sam2_hiera_l.yaml"
 
@@ -129,16 +128,8 @@ class GLUSConfig:
         Raises:
             CheckpointError: the file is missing, not JSON, or not a GLUS config.
         """
-        path = Path(folder) / CONFIG_NAME
-        if not path.is_file():
-            raise CheckpointError(f"{folder} is not a GLUS checkpoint: it has no {CONFIG_NAME}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"cannot read {path}: {error}") from error
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} does not hold a JSON object")
-        return cls.from_dict(data, origin=str(path))
+        folder = Path(folder)
+        return cls.from_dict(read_config_json(folder), origin=str(folder / CONFIG_NAME))
 
     def llama_config(self) -> LlamaConfig:
         """The `LlamaConfig` of the language model (eager attention, as the official 4.31 run)."""

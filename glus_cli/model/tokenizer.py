@@ -40,7 +40,6 @@ tokenizes every chunk independently (each with its BOS), and joins them as
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -50,6 +49,7 @@ from typing import Any
 import sentencepiece as spm
 
 from glus_cli.errors import CheckpointError
+from glus_cli.model.layout import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -131,14 +131,14 @@ class GlusTokenizer:
         except (OSError, RuntimeError) as error:
             raise CheckpointError(f"{model_path}: not a sentencepiece model ({error})") from error
 
-        config = _read_json(folder / TOKENIZER_CONFIG_FILE)
-        special_tokens_map = _read_json(folder / SPECIAL_TOKENS_MAP_FILE)
+        config = _read_optional_json(folder / TOKENIZER_CONFIG_FILE)
+        special_tokens_map = _read_optional_json(folder / SPECIAL_TOKENS_MAP_FILE)
         added_tokens_path = folder / ADDED_TOKENS_FILE
         if not added_tokens_path.is_file():
             raise CheckpointError(
                 f"{folder}: no {ADDED_TOKENS_FILE} (it must define {', '.join(REQUIRED_ADDED_TOKENS)})"
             )
-        added_tokens = _read_json(added_tokens_path)
+        added_tokens = read_json_object(added_tokens_path)
 
         _check_tokenizer_config(config, folder)
         special_tokens = _special_token_texts(config, special_tokens_map)
@@ -264,17 +264,9 @@ class GlusTokenizer:
         return [piece for piece in pieces if piece]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or ``{}`` when the file does not exist."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: cannot be read as JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+def _read_optional_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` when the file does not exist (both files are optional)."""
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _check_tokenizer_config(config: dict[str, Any], folder: Path) -> None:
