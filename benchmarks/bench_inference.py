@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glus_cli.model.glus import GLUSModel, load_glus
-from glus_cli.pipeline import FrameResult, SegmentationOptions, segment_video
+from glus_cli.model.glus import GlusModel, load_glus
+from glus_cli.pipeline import segment_video
+from glus_cli.protocol import FrameResult, SegmentationOptions
 from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import synthetic_frame
 
@@ -97,7 +98,7 @@ class RunRecord:
 
 
 @contextmanager
-def stage_timer(model: GLUSModel, stages: dict[str, float], tokens: list[int]) -> Iterator[None]:
+def stage_timer(model: GlusModel, stages: dict[str, float], tokens: list[int]) -> Iterator[None]:
     """Time the model's stages into `stages` and record every LLM decision's token in `tokens`.
 
     Wraps the model's methods on the instances (none of them calls another wrapped one), and restores them.
@@ -137,7 +138,7 @@ def stage_timer(model: GLUSModel, stages: dict[str, float], tokens: list[int]) -
 
 
 def timed_run(
-    model: GLUSModel, source: SyntheticSource, expressions: Sequence[str], schedule: str
+    model: GlusModel, source: SyntheticSource, expressions: Sequence[str], schedule: str
 ) -> RunRecord:
     """Run `segment_video` once and time it, stage by stage."""
     stages: dict[str, float] = {}
@@ -204,12 +205,12 @@ def checkpoint_folder(shape: str, work_dir: Path) -> Path:
     return root / "glus"
 
 
-def load_model(shape: str, work_dir: Path) -> GLUSModel:
+def load_model(shape: str, work_dir: Path) -> GlusModel:
     """Load the checkpoint on the CPU in fp32 (the synthetic LLM answers `[SEG]` at every width)."""
     return load_glus(checkpoint_folder(shape, work_dir), device="cpu")
 
 
-def warm_up(model: GLUSModel, num_images: int) -> None:
+def warm_up(model: GlusModel, num_images: int) -> None:
     """Run each stage once at the shapes the runs use, so no run pays first-call set-up costs."""
     with torch.inference_mode():
         for batch in range(1, num_images + 1):
@@ -222,7 +223,7 @@ def warm_up(model: GLUSModel, num_images: int) -> None:
 # --- parts -----------------------------------------------------------------------------------------
 
 
-def part_schedules(model: GLUSModel, num_frames: int, size: tuple[int, int]) -> dict:
+def part_schedules(model: GlusModel, num_frames: int, size: tuple[int, int]) -> dict:
     """Every schedule on one expression: per-stage times and agreement with `reference`."""
     source = SyntheticSource(num_frames, size)
     runs = {schedule: timed_run(model, source, EXPRESSIONS[:1], schedule) for schedule in SCHEDULES}
@@ -241,7 +242,7 @@ def part_schedules(model: GLUSModel, num_frames: int, size: tuple[int, int]) -> 
 
 
 def part_expressions(
-    model: GLUSModel, num_frames: int, size: tuple[int, int], schedules: Sequence[str]
+    model: GlusModel, num_frames: int, size: tuple[int, int], schedules: Sequence[str]
 ) -> dict:
     """1 against 4 expressions on the same video, per schedule."""
     source = SyntheticSource(num_frames, size)

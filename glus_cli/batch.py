@@ -31,8 +31,8 @@ from glus_cli.runner import ExpressionJob, ExpressionOutcome, is_complete, segme
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
 
 if TYPE_CHECKING:
-    from glus_cli.model.glus import GLUSModel
-    from glus_cli.pipeline import FrameResult, SegmentationOptions
+    from glus_cli.model.glus import GlusModel
+    from glus_cli.protocol import FrameResult, SegmentationOptions
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def select_shard(tasks: Sequence[VideoTask], index: int, count: int) -> list[Vid
 
 
 def run_batch(
-    model: GLUSModel,
+    model: GlusModel,
     tasks: Sequence[VideoTask],
     out: Path,
     formats: Sequence[str],
@@ -323,7 +323,7 @@ def run_batch(
 
 
 def _run_video(
-    model: GLUSModel,
+    model: GlusModel,
     task: VideoTask,
     pending: Sequence[Expression],
     out: Path,

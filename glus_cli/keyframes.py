@@ -33,7 +33,7 @@ from glus_cli.metrics import region_similarity
 from glus_cli.outputs import write_json_atomic
 
 if TYPE_CHECKING:
-    from glus_cli.pipeline import FrameResult
+    from glus_cli.protocol import FrameResult
 
 Ranking = Literal["ground_truth_iou", "model_confidence"]
 """What a key-frame score measures."""

@@ -22,7 +22,8 @@ Three schedules (`SegmentationOptions.schedule`) run the same protocol with diff
   context frames depend only on the frame count, the window and the expression come after it), so its
   key/value cache is computed once per video; the heads run on the last position only; and on a GPU the
   expressions visiting a frame go through the LLM together (`llm_batch_size`). Same `[SEG]` decisions;
-  masks agree with `reference` to IoU >= 0.999 per frame (the spec's §7b meaning of "identical" here).
+  masks agree with `reference` to IoU >= 0.999 per frame (exact in math, not in floating point: the prefix
+  and the rest of the prompt go through separate matrix products).
 
 In every schedule frames are freed as soon as no window can show them, and the memory bank keeps only
 entries its read formula can still reach, so memory does not grow with the video's length. With key
@@ -35,7 +36,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -43,123 +43,32 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import DynamicCache
 
 from glus_cli.errors import InputError
-from glus_cli.model.glus import GLUSModel
+from glus_cli.model.glus import GlusModel
 from glus_cli.model.memory_bank import MemoryBank
 from glus_cli.model.mllm import SegDecision
 from glus_cli.model.prompt import build_prompt_ids, normalize_expression, query_window
 from glus_cli.model.segmenter import FrameFeatures, upsample_logits
 from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX
-from glus_cli.sampling import (
-    MEM_STRIDE,
-    NUM_MASKMEM,
-    ContextSampler,
+from glus_cli.protocol import (
+    ArraySource,
+    FrameResult,
+    FrameSource,
     QueryPass,
+    SegmentationOptions,
     context_frame_indices,
     query_passes,
 )
 
 logger = logging.getLogger(__name__)
 
-Schedule = Literal["reference", "fast", "fast-exact"]
-SCHEDULES: tuple[str, ...] = ("fast", "fast-exact", "reference")
 ACCELERATOR_LLM_BATCH_SIZE = 4
 """Expressions per LLM forward in the `fast` schedule on a GPU, where one forward per prompt leaves it
 underused (not measured here). On the CPU the default is 1: 4 prompts took 13.0 s batched against 11.4 s
 one by one on the GLUS-shaped checkpoint (padding costs more than batching saves)."""
 
 
-class FrameSource(Protocol):
-    """Random access to RGB uint8 (H, W, 3) frames; `glus_cli.video.VideoSource` is one."""
-
-    @property
-    def num_frames(self) -> int:
-        """Number of frames."""
-        ...
-
-    def read(self, index: int) -> np.ndarray:
-        """Frame `index` as RGB uint8 (H, W, 3)."""
-        ...
-
-
-class ArraySource:
-    """A `FrameSource` over frames already in memory (for the Python API and tests)."""
-
-    def __init__(self, frames: Sequence[np.ndarray]) -> None:
-        if len(frames) == 0:
-            raise InputError("no frames to segment")
-        self._frames = frames
-
-    @property
-    def num_frames(self) -> int:
-        """Number of frames."""
-        return len(self._frames)
-
-    def read(self, index: int) -> np.ndarray:
-        """Frame `index`."""
-        return self._frames[index]
-
-
-@dataclass(frozen=True)
-class SegmentationOptions:
-    """The GLUS inference protocol's knobs (defaults: the official evaluation settings).
-
-    Attributes:
-        num_context_frames: N_C context frames shown before every query (4).
-        num_query_frames: N_Q, the sliding window of query frames in the prompt (4).
-        mem_stride: memory-bank grid stride at inference (3).
-        num_maskmem: memory-bank size (7: t-1 plus 6 grid frames).
-        context_sampler: `clips` (official evaluation: middle frames of N_C uniform clips) or
-            `linspace` (the demo notebook's evenly spaced frames, first and last included).
-        schedule: the order of work (see the module docstring): `fast` (default; same `[SEG]` decisions
-            as `reference`, masks to IoU >= 0.999), `fast-exact` (bit-identical to `reference`, slower
-            than `fast`), or `reference` (the official order of work, slowest).
-        llm_batch_size: `fast` only: at most this many expressions share one LLM forward; None picks 1
-            on the CPU (batching is slower there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU.
-    """
-
-    num_context_frames: int = 4
-    num_query_frames: int = 4
-    mem_stride: int = MEM_STRIDE
-    num_maskmem: int = NUM_MASKMEM
-    context_sampler: ContextSampler = "clips"
-    schedule: Schedule = "fast"
-    llm_batch_size: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("num_context_frames", "num_query_frames", "mem_stride", "num_maskmem", "llm_batch_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.schedule not in SCHEDULES:
-            raise InputError(f"unknown schedule {self.schedule!r}; use {', '.join(SCHEDULES)}")
-
-
-@dataclass
-class FrameResult:
-    """One query frame's answer for one expression.
-
-    Attributes:
-        expression_index: index into the expressions given to `segment_video`.
-        frame_index: index of the frame in the source.
-        position: query position in its pass (prompt window and memory bank use it).
-        direction: `forward` or `backward` (key-frame mode); a key frame appears in both passes.
-        mask: bool (H, W) mask at the frame's size.
-        is_seg: whether the LLM answered `[SEG]` (False: blank mask, nothing written to memory).
-        iou: SAM2's predicted IoU of the mask (None when not `is_seg`).
-        object_score: SAM2's object-score logit (None when not `is_seg`).
-    """
-
-    expression_index: int
-    frame_index: int
-    position: int
-    direction: str
-    mask: np.ndarray
-    is_seg: bool
-    iou: float | None
-    object_score: float | None
-
-
 def segment_video(
-    model: GLUSModel,
+    model: GlusModel,
     source: FrameSource,
     expressions: Sequence[str],
     options: SegmentationOptions | None = None,
@@ -173,7 +82,7 @@ def segment_video(
     a video in one call.
 
     Args:
-        model: a loaded `GLUSModel`.
+        model: a loaded `GlusModel`.
         source: the video's frames.
         expressions: referring expressions (raw user text; normalised as the official evaluation does:
             one trailing '.' removed, lower-cased).
@@ -204,7 +113,7 @@ def segment_video(
 
 
 def segment(
-    model: GLUSModel,
+    model: GlusModel,
     frames: Sequence[np.ndarray] | FrameSource,
     expression: str,
     options: SegmentationOptions | None = None,
@@ -249,7 +158,7 @@ def _check_frame_size(frame: np.ndarray, index: int, expected: tuple[int, int] |
 
 
 def _segment_frame(
-    model: GLUSModel,
+    model: GlusModel,
     decision: SegDecision,
     frame_features: Callable[[], FrameFeatures],
     bank: MemoryBank,
@@ -300,7 +209,7 @@ class _PreprocessedFrames:
     just in time changes no arithmetic and bounds memory for long videos.
     """
 
-    def __init__(self, model: GLUSModel, source: FrameSource, pinned: Sequence[int], capacity: int) -> None:
+    def __init__(self, model: GlusModel, source: FrameSource, pinned: Sequence[int], capacity: int) -> None:
         self._model = model
         self._source = source
         self._pinned = set(pinned)
@@ -336,7 +245,7 @@ class _PreprocessedFrames:
 
 
 def _reference_schedule(
-    model: GLUSModel,
+    model: GlusModel,
     source: FrameSource,
     expressions: Sequence[str],
     passes: Sequence[Sequence[QueryPass]],
@@ -353,7 +262,7 @@ def _reference_schedule(
 
 
 def _reference_pass(
-    model: GLUSModel,
+    model: GlusModel,
     frames: _PreprocessedFrames,
     expression: str,
     expression_index: int,
@@ -397,7 +306,7 @@ class _SharedFrameWork:
     - SAM2 image-encoder features and decoded pixels of the frame being visited only (`finish_frame`).
     """
 
-    def __init__(self, model: GLUSModel, source: FrameSource, context: Sequence[int]) -> None:
+    def __init__(self, model: GlusModel, source: FrameSource, context: Sequence[int]) -> None:
         self._model = model
         self._source = source
         self._context = frozenset(context)
@@ -505,7 +414,7 @@ class _LanguageStep:
 
     def __init__(
         self,
-        model: GLUSModel,
+        model: GlusModel,
         context_tokens: torch.Tensor,
         options: SegmentationOptions,
         *,
@@ -585,7 +494,7 @@ class _LanguageStep:
 
 
 def _fast_schedule(
-    model: GLUSModel,
+    model: GlusModel,
     source: FrameSource,
     expressions: Sequence[str],
     passes: Sequence[Sequence[QueryPass]],

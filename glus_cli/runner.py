@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glus_cli.outputs import open_writers, write_json_atomic
-from glus_cli.sampling import query_passes
 
 if TYPE_CHECKING:
-    from glus_cli.model.glus import GLUSModel
-    from glus_cli.pipeline import FrameResult, SegmentationOptions
+    from glus_cli.model.glus import GlusModel
+    from glus_cli.protocol import FrameResult, SegmentationOptions
     from glus_cli.video import VideoSource
 
 logger = logging.getLogger(__name__)
@@ -59,18 +58,13 @@ class ExpressionOutcome:
     seconds: float = 0.0
 
 
-def num_query_steps(num_frames: int, keyframe: int | None) -> int:
-    """Query frames `segment_video` visits for one expression (a key frame is visited twice)."""
-    return sum(len(query_pass.frames) for query_pass in query_passes(num_frames, keyframe))
-
-
 def is_complete(expression_dir: Path) -> bool:
     """Whether an expression's outputs were all written (its record exists)."""
     return (expression_dir / RECORD_NAME).is_file()
 
 
 def segment_to_outputs(
-    model: GLUSModel,
+    model: GlusModel,
     video: VideoSource,
     jobs: Sequence[ExpressionJob],
     output_dirs: Sequence[Path],

@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from glus_cli.model.glus import GLUSModel, load_glus
+from glus_cli.model.glus import GlusModel, load_glus
 from glus_cli.model.tokenizer import GlusTokenizer
-from glus_cli.pipeline import ArraySource, FrameResult, SegmentationOptions, segment_video
+from glus_cli.pipeline import segment_video
+from glus_cli.protocol import ArraySource, FrameResult, SegmentationOptions
 from glus_cli.testing.checkpoint import SyntheticCheckpoint, build_checkpoint
 from glus_cli.testing.tokenizer import build_tiny_tokenizer
 
@@ -55,7 +56,7 @@ def synthetic_video(num_frames: int, size: tuple[int, int] = VIDEO_SIZE) -> list
 
 
 def run(
-    model: GLUSModel,
+    model: GlusModel,
     frames: Sequence[np.ndarray],
     expressions: Sequence[str] = (EXPRESSION,),
     options: SegmentationOptions | None = None,
@@ -93,9 +94,9 @@ class ModelFactory:
     """Loads checkpoints on the CPU, once per (folder, load options)."""
 
     def __init__(self) -> None:
-        self._loaded: dict[tuple, GLUSModel] = {}
+        self._loaded: dict[tuple, GlusModel] = {}
 
-    def __call__(self, checkpoint: SyntheticCheckpoint | Path, **kwargs: Any) -> GLUSModel:
+    def __call__(self, checkpoint: SyntheticCheckpoint | Path, **kwargs: Any) -> GlusModel:
         path = checkpoint.path if isinstance(checkpoint, SyntheticCheckpoint) else Path(checkpoint)
         key = (str(path), *sorted(kwargs.items()))
         if key not in self._loaded:
@@ -122,7 +123,7 @@ def tiny_checkpoint(checkpoints: CheckpointFactory) -> SyntheticCheckpoint:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(models: ModelFactory, tiny_checkpoint: SyntheticCheckpoint) -> GLUSModel:
+def tiny_model(models: ModelFactory, tiny_checkpoint: SyntheticCheckpoint) -> GlusModel:
     """`tiny_checkpoint` loaded on the CPU in fp32."""
     return models(tiny_checkpoint)
 
@@ -134,13 +135,13 @@ def never_checkpoint(checkpoints: CheckpointFactory) -> SyntheticCheckpoint:
 
 
 @pytest.fixture(scope="session")
-def never_model(models: ModelFactory, never_checkpoint: SyntheticCheckpoint) -> GLUSModel:
+def never_model(models: ModelFactory, never_checkpoint: SyntheticCheckpoint) -> GlusModel:
     """`never_checkpoint` loaded on the CPU."""
     return models(never_checkpoint)
 
 
 @pytest.fixture(scope="session")
-def single_frame_results(tiny_model: GLUSModel) -> list[FrameResult]:
+def single_frame_results(tiny_model: GlusModel) -> list[FrameResult]:
     """`tiny_model` on a 1-frame video with EXPRESSION, the same written "The Dog.", and OTHER_EXPRESSION."""
     return run(tiny_model, synthetic_video(1), [EXPRESSION, "The Dog.", OTHER_EXPRESSION])
 

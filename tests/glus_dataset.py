@@ -15,7 +15,7 @@ from pycocotools import mask as coco_mask
 from typer.testing import CliRunner
 
 from glus_cli.cli.app import app
-from glus_cli.model.glus import GLUSModel, load_glus
+from glus_cli.model.glus import GlusModel, load_glus
 from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import DEFAULT_SHAPES, synthetic_mask, write_frame_folder
 
@@ -111,7 +111,7 @@ def _build_dataset(root: Path) -> Dataset:
 
 
 @functools.cache
-def shared_model(checkpoint: Path) -> GLUSModel:
+def shared_model(checkpoint: Path) -> GlusModel:
     """The tiny model, loaded once for the tests that call the library or stub the CLI's loading."""
     return load_glus(checkpoint, device="cpu")
 

@@ -34,7 +34,7 @@ from glus_cli.batch import (
 from glus_cli.cli.app import app
 from glus_cli.cli.batch import EXIT_VIDEOS_FAILED
 from glus_cli.errors import InputError
-from glus_cli.pipeline import SegmentationOptions
+from glus_cli.protocol import SegmentationOptions
 from glus_cli.runner import RECORD_NAME, is_complete
 from glus_cli.testing.videos import write_synthetic_video
 

@@ -15,7 +15,7 @@ from glus_cli.errors import CheckpointError, InputError
 from glus_cli.model.checkpoint import iter_tensors, read_checkpoint, route_key, weight_files
 from glus_cli.model.glus import load_glus
 from glus_cli.model.segmenter import build_sam2_model
-from glus_cli.pipeline import FrameResult
+from glus_cli.protocol import FrameResult
 from glus_cli.testing.checkpoint import TINY_SAM2_FILE, SyntheticCheckpoint
 from tests.fixtures import CheckpointFactory, ModelFactory, run, synthetic_video
 

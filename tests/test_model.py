@@ -16,9 +16,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from glus_cli.errors import InputError, ResourceError
 from glus_cli.model.checkpoint import read_checkpoint, weight_files
-from glus_cli.model.glus import GLUSModel, load_glus, resolve_device, resolve_dtype
+from glus_cli.model.glus import GlusModel, load_glus, resolve_device, resolve_dtype
 from glus_cli.model.memory_bank import MemoryBank
-from glus_cli.pipeline import FrameResult, segment
+from glus_cli.pipeline import segment
+from glus_cli.protocol import FrameResult
 from glus_cli.testing.checkpoint import SyntheticCheckpoint
 from tests.fixtures import (
     EXPRESSION,
@@ -42,7 +43,7 @@ def _masks(results: list[FrameResult], expression_index: int = 0) -> list[np.nda
 
 
 @pytest.fixture(scope="module")
-def video_results(tiny_model: GLUSModel) -> list[FrameResult]:
+def video_results(tiny_model: GlusModel) -> list[FrameResult]:
     """The 3-frame default video with the default expression and another one."""
     return run(tiny_model, synthetic_video(3), [EXPRESSION, OTHER_EXPRESSION])
 
@@ -88,7 +89,7 @@ def test_expression_normalisation(single_frame_results: list[FrameResult]) -> No
     assert plain.iou != other.iou
 
 
-def test_two_runs_are_identical(tiny_model: GLUSModel, video_results: list[FrameResult]) -> None:
+def test_two_runs_are_identical(tiny_model: GlusModel, video_results: list[FrameResult]) -> None:
     again = run(tiny_model, synthetic_video(3))
     for a, b in zip(_masks(video_results), _masks(again), strict=True):
         assert np.array_equal(a, b)
@@ -96,7 +97,7 @@ def test_two_runs_are_identical(tiny_model: GLUSModel, video_results: list[Frame
 
 
 def test_masks_do_not_leak_between_expressions(
-    tiny_model: GLUSModel, single_frame_results: list[FrameResult]
+    tiny_model: GlusModel, single_frame_results: list[FrameResult]
 ) -> None:
     """An expression segmented after others gets the same result as when it is segmented alone."""
     alone = run(tiny_model, synthetic_video(1), [OTHER_EXPRESSION])
@@ -149,7 +150,7 @@ def test_other_seed_gives_other_weights(checkpoints: CheckpointFactory) -> None:
 
 
 def test_no_seg_gives_blank_masks_and_warnings(
-    never_model: GLUSModel, caplog: pytest.LogCaptureFixture
+    never_model: GlusModel, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING):
         results = run(never_model, synthetic_video(3))
@@ -162,7 +163,7 @@ def test_no_seg_gives_blank_masks_and_warnings(
     assert len(warnings) == 3
 
 
-def test_no_seg_in_key_frame_mode_still_yields_every_visit(never_model: GLUSModel) -> None:
+def test_no_seg_in_key_frame_mode_still_yields_every_visit(never_model: GlusModel) -> None:
     results = run(never_model, synthetic_video(3), keyframes=[1])
     assert [(r.frame_index, r.position, r.direction) for r in results] == [
         (1, 0, "forward"),
@@ -188,7 +189,7 @@ def test_one_frame_video(single_frame_results: list[FrameResult]) -> None:
         assert result.mask.any() and not result.mask.all()
 
 
-def test_two_frame_video_of_odd_size(tiny_model: GLUSModel) -> None:
+def test_two_frame_video_of_odd_size(tiny_model: GlusModel) -> None:
     frames = synthetic_video(2, size=(37, 53))
     masks = segment(tiny_model, frames, EXPRESSION)
     assert len(masks) == 2
@@ -200,7 +201,7 @@ def test_three_frame_video(video_results: list[FrameResult]) -> None:
     assert [r.frame_index for r in video_results if r.expression_index == 0] == [0, 1, 2]
 
 
-def test_key_frame_mode(tiny_model: GLUSModel, video_results: list[FrameResult]) -> None:
+def test_key_frame_mode(tiny_model: GlusModel, video_results: list[FrameResult]) -> None:
     """Forward k..n-1, then backward k..0, positions restarting at 0; the key frame's masks coincide."""
     results = run(tiny_model, synthetic_video(3), keyframes=[1])
     assert [(r.frame_index, r.position, r.direction) for r in results] == [
@@ -220,7 +221,7 @@ def test_key_frame_mode(tiny_model: GLUSModel, video_results: list[FrameResult])
     assert plain_frame1.iou != forward_key.iou
 
 
-def test_key_frame_count_must_match_expressions(tiny_model: GLUSModel) -> None:
+def test_key_frame_count_must_match_expressions(tiny_model: GlusModel) -> None:
     with pytest.raises(InputError):
         run(tiny_model, synthetic_video(1), [EXPRESSION], keyframes=[0, 0])
 
@@ -267,7 +268,7 @@ def test_resolve_dtype() -> None:
             resolve_dtype(name, cpu)
 
 
-def test_default_model_is_fp32_on_cpu(tiny_model: GLUSModel) -> None:
+def test_default_model_is_fp32_on_cpu(tiny_model: GlusModel) -> None:
     assert tiny_model.device == torch.device("cpu") and tiny_model.dtype == torch.float32
     assert (tiny_model.info.device, tiny_model.info.dtype) == ("cpu", "float32")
     assert tiny_model.language.llm.lm_head.weight.dtype == torch.float32
@@ -284,7 +285,7 @@ def test_bfloat16_model_segments(models: ModelFactory, tiny_checkpoint: Syntheti
 # --- SAM2 protocol (glus-spec §6, reference §5.4-5.8) -----------------------------------------------
 
 
-def test_sam2_frame_protocol(tiny_model: GLUSModel) -> None:
+def test_sam2_frame_protocol(tiny_model: GlusModel) -> None:
     """Dense PE as upstream in fp32; frame 0 conditioned by no_mem_embed; memory encoded from the conditioned
     features (GLUS), not the raw backbone features (upstream SAM2); memory attention over the bank."""
     segmenter = tiny_model.segmenter

@@ -15,7 +15,7 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from glus_cli.model.checkpoint import route_key
-from glus_cli.model.config import GLUSConfig
+from glus_cli.model.config import GlusConfig
 from glus_cli.model.glus import GlusModules, build_modules
 from glus_cli.model.mllm import VisionProjector
 
@@ -126,12 +126,12 @@ def official_llm_and_head_keys() -> dict[str, tuple[int, ...]]:
 
 
 @pytest.fixture(scope="module")
-def glus_a_config() -> GLUSConfig:
-    return GLUSConfig.from_dict(GLUS_A_CONFIG)
+def glus_a_config() -> GlusConfig:
+    return GlusConfig.from_dict(GLUS_A_CONFIG)
 
 
 @pytest.fixture(scope="module")
-def modules(glus_a_config: GLUSConfig) -> GlusModules:
+def modules(glus_a_config: GlusConfig) -> GlusModules:
     return build_modules(glus_a_config, "sam2_hiera_l.yaml")
 
 
@@ -140,7 +140,7 @@ def _state_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
 
 
-def test_config_reads_the_released_values(glus_a_config: GLUSConfig) -> None:
+def test_config_reads_the_released_values(glus_a_config: GlusConfig) -> None:
     llama = glus_a_config.llama_config()
     assert (llama.hidden_size, llama.intermediate_size) == (HIDDEN, INTERMEDIATE)
     assert (llama.num_hidden_layers, llama.num_attention_heads, llama.num_key_value_heads) == (32, 32, 32)

@@ -18,18 +18,12 @@ import pytest
 import torch
 
 from glus_cli.errors import InputError
-from glus_cli.model.glus import GLUSModel
+from glus_cli.model.glus import GlusModel
 from glus_cli.model.mllm import SegDecision
 from glus_cli.model.prompt import build_prompt_ids
 from glus_cli.model.tokenizer import GlusTokenizer
-from glus_cli.pipeline import (
-    ArraySource,
-    FrameResult,
-    SegmentationOptions,
-    segment,
-    segment_video,
-    shared_prefix_length,
-)
+from glus_cli.pipeline import segment, segment_video, shared_prefix_length
+from glus_cli.protocol import ArraySource, FrameResult, SegmentationOptions
 from tests.fixtures import EXPRESSION, OTHER_EXPRESSION, synthetic_video
 
 pytest_plugins = ["tests.fixtures"]
@@ -79,7 +73,7 @@ class Run:
         return {(r.expression_index, r.direction, r.frame_index): r for r in self.results}
 
 
-def _run(model: GLUSModel, scenario: Scenario, variant: str) -> Run:
+def _run(model: GlusModel, scenario: Scenario, variant: str) -> Run:
     """Segment the scenario, recording each LLM decision's token and each LLM forward's batch size."""
     options = SegmentationOptions(context_sampler=scenario.context_sampler, **VARIANTS[variant])
     language = model.language
@@ -113,7 +107,7 @@ def _run(model: GLUSModel, scenario: Scenario, variant: str) -> Run:
 
 
 @pytest.fixture(scope="module", params=SCENARIOS, ids=lambda s: s.name)
-def runs(request: pytest.FixtureRequest, tiny_model: GLUSModel) -> tuple[Scenario, dict[str, Run]]:
+def runs(request: pytest.FixtureRequest, tiny_model: GlusModel) -> tuple[Scenario, dict[str, Run]]:
     scenario = request.param
     return scenario, {variant: _run(tiny_model, scenario, variant) for variant in VARIANTS}
 
@@ -201,7 +195,7 @@ def test_llm_batches(runs: tuple[Scenario, dict[str, Run]]) -> None:
 
 
 def test_no_seg_answers_skip_sam2_in_every_schedule(
-    never_model: GLUSModel, monkeypatch: pytest.MonkeyPatch
+    never_model: GlusModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     encoded: list[int] = []
     monkeypatch.setattr(never_model.segmenter, "encode_frame", lambda pixels: encoded.append(1))
@@ -218,7 +212,7 @@ def test_no_seg_answers_skip_sam2_in_every_schedule(
 # --- the shared prompt prefix ------------------------------------------------------------------------
 
 
-def test_shared_prefix_is_the_same_for_every_step_and_expression(tiny_model: GLUSModel) -> None:
+def test_shared_prefix_is_the_same_for_every_step_and_expression(tiny_model: GlusModel) -> None:
     tokenizer = tiny_model.tokenizer
     prefixes = set()
     for expression in (EXPRESSION, OTHER_EXPRESSION, "a"):
@@ -270,7 +264,7 @@ class CountingSource:
 
 
 @pytest.fixture
-def streaming_probe(monkeypatch: pytest.MonkeyPatch, tiny_model: GLUSModel) -> Iterator[dict[str, int]]:
+def streaming_probe(monkeypatch: pytest.MonkeyPatch, tiny_model: GlusModel) -> Iterator[dict[str, int]]:
     """Counts CLIP and SAM2-encoder calls and the largest token cache and memory bank seen during a run."""
     from glus_cli import pipeline
 
@@ -311,7 +305,7 @@ def streaming_probe(monkeypatch: pytest.MonkeyPatch, tiny_model: GLUSModel) -> I
 
 
 def test_fast_streams_frames_and_bounds_memory(
-    tiny_model: GLUSModel, streaming_probe: dict[str, int]
+    tiny_model: GlusModel, streaming_probe: dict[str, int]
 ) -> None:
     """Small protocol sizes (N_C 2, N_Q 2, 3 memories at stride 2) so that 9 frames exceed every bound."""
     options = SegmentationOptions(num_context_frames=2, num_query_frames=2, num_maskmem=3, mem_stride=2)

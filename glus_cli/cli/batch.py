@@ -27,15 +27,11 @@ from glus_cli.cli.app import app
 from glus_cli.cli.console import console, error_console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
-    DEFAULT_SCHEDULE,
     ContextFramesOption,
-    ContextSamplerChoice,
     ContextSamplerOption,
     DeviceOption,
-    DType,
     DTypeOption,
     FormatOption,
-    FuserGamma,
     FuserGammaOption,
     LLMBatchSizeOption,
     MaxFramesOption,
@@ -60,12 +56,12 @@ from glus_cli.cli.segment import progress_bar
 from glus_cli.errors import OutputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.outputs import new_run_dir, validate_formats, write_json_atomic
-from glus_cli.runner import ExpressionJob, num_query_steps
-from glus_cli.sampling import MEM_STRIDE
+from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
+from glus_cli.runner import ExpressionJob
 
 if TYPE_CHECKING:
-    from glus_cli.model.glus import GLUSModel
-    from glus_cli.pipeline import SegmentationOptions
+    from glus_cli.model.glus import GlusModel
+    from glus_cli.protocol import SegmentationOptions
     from glus_cli.video import VideoSource
 
 EXIT_VIDEOS_FAILED = 8
@@ -105,7 +101,7 @@ def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
 
 
 def run_with_progress(
-    glus: GLUSModel,
+    glus: GlusModel,
     tasks: list[VideoTask],
     out: Path,
     formats: list[str],
@@ -156,15 +152,15 @@ def batch(
     vision_tower: VisionTowerOption = None,
     sam2_config: Sam2ConfigOption = None,
     device: DeviceOption = "auto",
-    dtype: DTypeOption = DType.auto,
+    dtype: DTypeOption = "auto",
     quantize: QuantizeOption = None,
-    fuser_gamma: FuserGammaOption = FuserGamma.checkpoint,
+    fuser_gamma: FuserGammaOption = "checkpoint",
     output_dir: ResumableOutputDirOption = None,
     formats: FormatOption = None,
     context_frames: ContextFramesOption = 4,
     query_frames: QueryFramesOption = 4,
     mem_stride: MemStrideOption = MEM_STRIDE,
-    context_sampler: ContextSamplerOption = ContextSamplerChoice.clips,
+    context_sampler: ContextSamplerOption = "clips",
     keyframes: Annotated[
         Path | None,
         typer.Option(

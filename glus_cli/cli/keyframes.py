@@ -22,14 +22,10 @@ from glus_cli.cli.batch import (
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
-    DEFAULT_SCHEDULE,
     ContextFramesOption,
-    ContextSamplerChoice,
     ContextSamplerOption,
     DeviceOption,
-    DType,
     DTypeOption,
-    FuserGamma,
     FuserGammaOption,
     LLMBatchSizeOption,
     MaxFramesOption,
@@ -57,11 +53,11 @@ from glus_cli.keyframes import (
     ground_truth_scores,
     write_keyframe_files,
 )
+from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE
 from glus_cli.runner import ExpressionJob, is_complete
-from glus_cli.sampling import MEM_STRIDE
 
 if TYPE_CHECKING:
-    from glus_cli.pipeline import FrameResult
+    from glus_cli.protocol import FrameResult
     from glus_cli.video import VideoSource
 
 MASKS_DIR = "masks"
@@ -111,14 +107,14 @@ def keyframes(
     vision_tower: VisionTowerOption = None,
     sam2_config: Sam2ConfigOption = None,
     device: DeviceOption = "auto",
-    dtype: DTypeOption = DType.auto,
+    dtype: DTypeOption = "auto",
     quantize: QuantizeOption = None,
-    fuser_gamma: FuserGammaOption = FuserGamma.checkpoint,
+    fuser_gamma: FuserGammaOption = "checkpoint",
     output_dir: ResumableOutputDirOption = None,
     context_frames: ContextFramesOption = 4,
     query_frames: QueryFramesOption = 4,
     mem_stride: MemStrideOption = MEM_STRIDE,
-    context_sampler: ContextSamplerOption = ContextSamplerChoice.clips,
+    context_sampler: ContextSamplerOption = "clips",
     stride: StrideOption = 1,
     max_frames: MaxFramesOption = None,
     schedule: ScheduleOption = DEFAULT_SCHEDULE,

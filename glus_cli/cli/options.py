@@ -8,73 +8,25 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from glus_cli.precision import DType, Quantize
+from glus_cli.protocol import ContextSampler, FuserGamma, Schedule
+
 if TYPE_CHECKING:
-    from glus_cli.pipeline import SegmentationOptions
+    from glus_cli.protocol import SegmentationOptions
 
 
 if TYPE_CHECKING:
-    from glus_cli.model.glus import GLUSModel
+    from glus_cli.model.glus import GlusModel
 
 DEFAULT_MODEL = "Swindl/GLUS-A"
 _MODEL = "Model"
 _PROTOCOL = "GLUS protocol"
 _OUTPUT = "Output"
-
-
-class Device(str, Enum):
-    """Where the model runs."""
-
-    auto = "auto"
-    cuda = "cuda"
-    mps = "mps"
-    cpu = "cpu"
-
-
-class DType(str, Enum):
-    """Compute dtype."""
-
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
-class Quantize(str, Enum):
-    """bitsandbytes quantisation of the LLM."""
-
-    four = "4bit"
-    eight = "8bit"
-
-
-class FuserGamma(str, Enum):
-    """Where SAM2's memory-encoder layer scale comes from."""
-
-    checkpoint = "checkpoint"
-    official_eval = "official-eval"
-
-
-class ContextSamplerChoice(str, Enum):
-    """How context frames are picked."""
-
-    clips = "clips"
-    linspace = "linspace"
-
-
-class ScheduleChoice(str, Enum):
-    """Order of work."""
-
-    fast = "fast"
-    fast_exact = "fast-exact"
-    reference = "reference"
-
-
-DEFAULT_SCHEDULE = ScheduleChoice.fast
 
 
 ModelOption = Annotated[
@@ -126,7 +78,7 @@ MemStrideOption = Annotated[
     int, typer.Option(min=1, help="Memory-bank stride at inference.", rich_help_panel=_PROTOCOL)
 ]
 ContextSamplerOption = Annotated[
-    ContextSamplerChoice,
+    ContextSampler,
     typer.Option(
         help="clips: middle frames of N_C uniform clips (official evaluation); "
         "linspace: evenly spaced (demo).",
@@ -134,7 +86,7 @@ ContextSamplerOption = Annotated[
     ),
 ]
 ScheduleOption = Annotated[
-    ScheduleChoice,
+    Schedule,
     typer.Option(
         help="fast: reuse unchanged work (same [SEG] decisions, masks to IoU >= 0.999); fast-exact: reuse "
         "only what keeps results bit-identical; reference: the official order of work (slowest).",
@@ -191,7 +143,7 @@ class ModelArgs:
     quantize: Quantize | None
     fuser_gamma: FuserGamma
 
-    def load(self) -> GLUSModel:
+    def load(self) -> GlusModel:
         """Load the model these options describe (imported lazily so `glus --help` stays fast)."""
         from glus_cli.model.glus import load_glus
 
@@ -199,11 +151,11 @@ class ModelArgs:
             self.model,
             revision=self.revision,
             device=self.device,
-            dtype=self.dtype.value,
+            dtype=self.dtype,
             vision_tower=self.vision_tower,
             sam2_config=self.sam2_config,
-            quantize=self.quantize.value if self.quantize else None,
-            fuser_gamma=self.fuser_gamma.value,
+            quantize=self.quantize,
+            fuser_gamma=self.fuser_gamma,
         )
 
 
@@ -211,19 +163,19 @@ def protocol_options(
     context_frames: int,
     query_frames: int,
     mem_stride: int,
-    context_sampler: ContextSamplerChoice,
-    schedule: ScheduleChoice,
+    context_sampler: ContextSampler,
+    schedule: Schedule,
     llm_batch_size: int | None = None,
 ) -> SegmentationOptions:
     """`SegmentationOptions` from the command-line values."""
-    from glus_cli.pipeline import SegmentationOptions
+    from glus_cli.protocol import SegmentationOptions
 
     return SegmentationOptions(
         num_context_frames=context_frames,
         num_query_frames=query_frames,
         mem_stride=mem_stride,
-        context_sampler=context_sampler.value,
-        schedule=schedule.value,
+        context_sampler=context_sampler,
+        schedule=schedule,
         llm_batch_size=llm_batch_size,
     )
 

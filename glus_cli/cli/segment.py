@@ -23,15 +23,11 @@ from glus_cli.cli.app import app
 from glus_cli.cli.console import console, error_console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
-    DEFAULT_SCHEDULE,
     ContextFramesOption,
-    ContextSamplerChoice,
     ContextSamplerOption,
     DeviceOption,
-    DType,
     DTypeOption,
     FormatOption,
-    FuserGamma,
     FuserGammaOption,
     LLMBatchSizeOption,
     MaxFramesOption,
@@ -56,8 +52,8 @@ from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import validate_formats, write_json_atomic
-from glus_cli.runner import ExpressionJob, num_query_steps, segment_to_outputs
-from glus_cli.sampling import MEM_STRIDE
+from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
+from glus_cli.runner import ExpressionJob, segment_to_outputs
 from glus_cli.video import open_video
 
 SUMMARY_NAME = "summary.json"
@@ -95,9 +91,9 @@ def segment(
     vision_tower: VisionTowerOption = None,
     sam2_config: Sam2ConfigOption = None,
     device: DeviceOption = "auto",
-    dtype: DTypeOption = DType.auto,
+    dtype: DTypeOption = "auto",
     quantize: QuantizeOption = None,
-    fuser_gamma: FuserGammaOption = FuserGamma.checkpoint,
+    fuser_gamma: FuserGammaOption = "checkpoint",
     output_dir: Annotated[
         Path | None,
         typer.Option(
@@ -111,7 +107,7 @@ def segment(
     context_frames: ContextFramesOption = 4,
     query_frames: QueryFramesOption = 4,
     mem_stride: MemStrideOption = MEM_STRIDE,
-    context_sampler: ContextSamplerOption = ContextSamplerChoice.clips,
+    context_sampler: ContextSamplerOption = "clips",
     keyframe: Annotated[
         int | None,
         typer.Option(

@@ -51,7 +51,7 @@ _REQUIRED_FIELDS = (
 
 
 @dataclass(frozen=True)
-class GLUSConfig:
+class GlusConfig:
     """What glus-cli needs from a GLUS `config.json`.
 
     Attributes:
@@ -85,7 +85,7 @@ class GLUSConfig:
         return int(self.llama["hidden_size"])
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, origin: str = "config.json") -> GLUSConfig:
+    def from_dict(cls, data: dict[str, Any], *, origin: str = "config.json") -> GlusConfig:
         """Validate a parsed `config.json` and keep the fields GLUS uses.
 
         Raises:
@@ -122,7 +122,7 @@ class GLUSConfig:
         )
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> GLUSConfig:
+    def from_pretrained(cls, folder: str | Path) -> GlusConfig:
         """Read `<folder>/config.json`.
 
         Raises:

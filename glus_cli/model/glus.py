@@ -1,4 +1,4 @@
-"""`GLUSModel`: the loaded GLUS checkpoint (tokenizer, CLIP projector, LLaMA + `[SEG]` head, SAM2) and
+"""`GlusModel`: the loaded GLUS checkpoint (tokenizer, CLIP projector, LLaMA + `[SEG]` head, SAM2) and
 `load_glus`, which builds it from a checkpoint folder or Hub id in the official layout."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -22,16 +21,16 @@ from glus_cli.model.checkpoint import (
     load_into,
     read_checkpoint,
 )
-from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GLUSConfig
+from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GlusConfig
 from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
 from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model
 from glus_cli.model.tokenizer import GlusTokenizer
+from glus_cli.precision import DTYPES, Quantize
+from glus_cli.protocol import FuserGamma
 
 logger = logging.getLogger(__name__)
 
-FuserGamma = Literal["checkpoint", "official-eval"]
-Quantize = Literal["4bit", "8bit"]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # SAM2's CXBlock layer-scale init: what the official `inference_iter.py` ends up with (see `load_glus`).
 OFFICIAL_EVAL_FUSER_GAMMA = 1e-6
 
@@ -63,9 +62,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return dtype
     if dtype is None or dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    if dtype not in _TORCH_DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+    return _TORCH_DTYPES[dtype]
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,11 @@ class ModelInfo:
     dtype: str
 
 
-class GLUSModel(nn.Module):
+class GlusModel(nn.Module):
     """A GLUS checkpoint ready for inference.
 
     Attributes:
-        config: the checkpoint's `GLUSConfig`.
+        config: the checkpoint's `GlusConfig`.
         tokenizer: v4-exact LLaMA tokenizer with `[SEG]`, `<im_start>`, `<im_end>`.
         image_processor: the CLIP tower's `CLIPImageProcessorPil` (bit-identical to 4.31's processor).
         vision: CLIP vision tower + pooling + `mm_projector`.
@@ -98,7 +97,7 @@ class GLUSModel(nn.Module):
 
     def __init__(
         self,
-        config: GLUSConfig,
+        config: GlusConfig,
         tokenizer: GlusTokenizer,
         image_processor: CLIPImageProcessorPil,
         vision: VisionProjector,
@@ -140,7 +139,7 @@ def load_glus(
     sam2_config: str | Path | None = None,
     quantize: Quantize | None = None,
     fuser_gamma: FuserGamma = "checkpoint",
-) -> GLUSModel:
+) -> GlusModel:
     """Load a GLUS checkpoint (folder or Hub id) in the official layout.
 
     Args:
@@ -172,7 +171,7 @@ def load_glus(
         raise InputError(f"unknown quantization {quantize!r}; use 4bit or 8bit")
 
     folder = hub.resolve_model(str(source), revision=revision)
-    config = GLUSConfig.from_pretrained(folder)
+    config = GlusConfig.from_pretrained(folder)
     tokenizer = GlusTokenizer.from_pretrained(folder)
     if tokenizer.vocab_size != config.llama["vocab_size"]:
         raise CheckpointError(
@@ -205,10 +204,10 @@ def load_glus(
         dtype=str(torch_dtype).removeprefix("torch."),
     )
     image_processor = CLIPImageProcessorPil.from_pretrained(str(tower_dir))
-    return GLUSModel(config, tokenizer, image_processor, vision, language, segmenter, info).eval()
+    return GlusModel(config, tokenizer, image_processor, vision, language, segmenter, info).eval()
 
 
-def _checkpoint_sam2_config(config: GLUSConfig, folder: Path) -> str | None:
+def _checkpoint_sam2_config(config: GlusConfig, folder: Path) -> str | None:
     """The checkpoint's own SAM2 config (a glus-cli extension), resolved against its folder."""
     if config.sam2_config is None:
         return None
@@ -230,7 +229,7 @@ class GlusModules:
     sam2: nn.Module
 
 
-def build_modules(config: GLUSConfig, sam2_config: str) -> GlusModules:
+def build_modules(config: GlusConfig, sam2_config: str) -> GlusModules:
     """Empty GLUS modules with the shapes `config` and `sam2_config` describe."""
     hidden = config.hidden_size
     with torch.device("meta"):
@@ -257,14 +256,14 @@ def build_modules(config: GLUSConfig, sam2_config: str) -> GlusModules:
     return GlusModules(llm, mm_projector, text_hidden_fcs, sam2)
 
 
-def _rotary_table(config: GLUSConfig) -> RotaryTable:
+def _rotary_table(config: GlusConfig) -> RotaryTable:
     head_dim = config.hidden_size // int(config.llama["num_attention_heads"])
     max_positions = int(config.llama.get("max_position_embeddings", 2048))
     return RotaryTable(head_dim, config.rope_theta, max_positions)
 
 
 def _build_language_model(
-    config: GLUSConfig,
+    config: GlusConfig,
     tokenizer: GlusTokenizer,
     modules: GlusModules,
     parts: GlusStateDicts,
@@ -323,7 +322,7 @@ def _load_quantized_llm(
 
 
 def _build_vision(
-    config: GLUSConfig,
+    config: GlusConfig,
     tower_dir: Path,
     projector: nn.Linear,
     projector_state: dict[str, torch.Tensor],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from glus_cli.sampling import MEM_STRIDE, NUM_MASKMEM
+from glus_cli.protocol import MEM_STRIDE, NUM_MASKMEM
 
 
 def memory_read_positions(

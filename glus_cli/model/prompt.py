@@ -33,9 +33,7 @@ from glus_cli.model.tokenizer import (
     SEG_TOKEN,
     GlusTokenizer,
 )
-
-DEFAULT_NUM_CONTEXT_FRAMES = 4
-DEFAULT_NUM_QUERY_FRAMES = 4
+from glus_cli.protocol import NUM_CONTEXT_FRAMES, NUM_QUERY_FRAMES
 
 SYSTEM_MESSAGE = (
     "A chat between a curious human and an artificial intelligence assistant. "
@@ -86,7 +84,7 @@ def normalize_expression(text: str) -> str:
     return expression
 
 
-def query_window(step: int, num_query_frames: int = DEFAULT_NUM_QUERY_FRAMES) -> range:
+def query_window(step: int, num_query_frames: int = NUM_QUERY_FRAMES) -> range:
     """Query positions shown in the prompt at query position ``step``: the last ``min(step + 1, N_Q)``.
 
     Args:
@@ -100,7 +98,7 @@ def query_window(step: int, num_query_frames: int = DEFAULT_NUM_QUERY_FRAMES) ->
     return range(max(0, step + 1 - num_query_frames), step + 1)
 
 
-def context_block(num_context_frames: int = DEFAULT_NUM_CONTEXT_FRAMES) -> str:
+def context_block(num_context_frames: int = NUM_CONTEXT_FRAMES) -> str:
     """The context frames and the instruction about them, which open the window's first user message."""
     if num_context_frames < 1:
         raise ValueError(f"num_context_frames must be >= 1, got {num_context_frames}")
@@ -115,8 +113,8 @@ def question(expression: str) -> str:
 def build_prompt(
     expression: str,
     step: int,
-    num_context_frames: int = DEFAULT_NUM_CONTEXT_FRAMES,
-    num_query_frames: int = DEFAULT_NUM_QUERY_FRAMES,
+    num_context_frames: int = NUM_CONTEXT_FRAMES,
+    num_query_frames: int = NUM_QUERY_FRAMES,
 ) -> str:
     """The exact prompt string for the query frame at position ``step``.
 
@@ -150,8 +148,8 @@ def build_prompt_ids(
     tokenizer: GlusTokenizer,
     expression: str,
     step: int,
-    num_context_frames: int = DEFAULT_NUM_CONTEXT_FRAMES,
-    num_query_frames: int = DEFAULT_NUM_QUERY_FRAMES,
+    num_context_frames: int = NUM_CONTEXT_FRAMES,
+    num_query_frames: int = NUM_QUERY_FRAMES,
 ) -> list[int]:
     """Token ids of :func:`build_prompt`, with one ``IMAGE_TOKEN_INDEX`` per context and window frame.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from glus_cli.errors import InputError
-from glus_cli.sampling import QueryPass, context_frame_indices, query_passes
+from glus_cli.protocol import QueryPass, context_frame_indices, query_passes
 
 
 def official_clips(num_frames: int, num_context_frames: int) -> list[int]:
