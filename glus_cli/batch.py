@@ -22,12 +22,12 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glus_cli.errors import InputError
-from glus_cli.runner import ExpressionJob, ExpressionOutcome, is_complete, segment_to_outputs
+from glus_cli.runner import Expression, ExpressionOutcome, is_complete, segment_to_outputs
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ CSV_COLUMNS = ("video", "exp_id", "expression")
 
 KeyframeLookup = Callable[[str, str, Sequence[str]], int | None]
 """``(video, exp_id, frame_names) -> key-frame index or None``, see `glus_cli.keyframes.keyframe_for`."""
-
-
-@dataclass(frozen=True)
-class Expression:
-    """One referring expression of a dataset video."""
-
-    exp_id: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -81,9 +73,9 @@ class BatchHooks:
     """
 
     is_done: Callable[[Path], bool] = is_complete
-    on_video: Callable[[VideoTask, VideoSource, list[ExpressionJob]], Callable[[int], None]] | None = None
-    on_result: Callable[[VideoTask, ExpressionJob, VideoSource, FrameResult], None] | None = None
-    on_video_done: Callable[[VideoTask, VideoSource, list[ExpressionJob]], None] | None = None
+    on_video: Callable[[VideoTask, VideoSource, list[Expression]], Callable[[int], None]] | None = None
+    on_result: Callable[[VideoTask, Expression, VideoSource, FrameResult], None] | None = None
+    on_video_done: Callable[[VideoTask, VideoSource, list[Expression]], None] | None = None
 
 
 @dataclass
@@ -339,14 +331,12 @@ def _run_video(
         raise InputError(f"video {task.name} is listed in the expressions file but not in the input folder")
     with open_video(task.source, stride=stride, max_frames=max_frames) as video:
         jobs = [
-            ExpressionJob(
-                exp.exp_id,
-                exp.text,
-                None if keyframe_for is None else keyframe_for(task.name, exp.exp_id, video.frame_names),
-            )
+            replace(exp, keyframe=keyframe_for(task.name, exp.exp_id, video.frame_names))
+            if keyframe_for is not None
+            else exp
             for exp in pending
         ]
-        folders = [out / task.name / job.expression_id for job in jobs]
+        folders = [out / task.name / job.exp_id for job in jobs]
         for folder in folders:
             if folder.exists():  # an interrupted attempt: start the folder afresh
                 shutil.rmtree(folder)

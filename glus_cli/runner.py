@@ -30,16 +30,16 @@ RECORD_NAME = "expression.json"
 
 
 @dataclass(frozen=True)
-class ExpressionJob:
+class Expression:
     """One expression to segment in a video.
 
     Attributes:
-        expression_id: names the output folder (e.g. "0", or a dataset's exp_id).
+        exp_id: names the output folder (e.g. "0", or a dataset's exp_id).
         text: the referring expression as the user wrote it.
         keyframe: optional key-frame index (forward + backward passes from it).
     """
 
-    expression_id: str
+    exp_id: str
     text: str
     keyframe: int | None = None
 
@@ -48,7 +48,7 @@ class ExpressionJob:
 class ExpressionOutcome:
     """What one expression produced (also the content of its `expression.json`)."""
 
-    expression_id: str
+    exp_id: str
     text: str
     output_dir: str
     keyframe: int | None
@@ -66,7 +66,7 @@ def is_complete(expression_dir: Path) -> bool:
 def segment_to_outputs(
     model: GlusModel,
     video: VideoSource,
-    jobs: Sequence[ExpressionJob],
+    jobs: Sequence[Expression],
     output_dirs: Sequence[Path],
     formats: Sequence[str],
     options: SegmentationOptions,
@@ -91,7 +91,7 @@ def segment_to_outputs(
         One outcome per job, in order. Each job's `expression.json` is written when its masks are.
     """
     outcomes = [
-        ExpressionOutcome(job.expression_id, job.text, str(out), job.keyframe, video.num_frames)
+        ExpressionOutcome(job.exp_id, job.text, str(out), job.keyframe, video.num_frames)
         for job, out in zip(jobs, output_dirs, strict=True)
     ]
     ious: list[list[float]] = [[] for _ in jobs]

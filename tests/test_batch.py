@@ -174,7 +174,7 @@ def test_resume_skips_complete_and_redoes_incomplete(
     real = batch_module.segment_to_outputs
 
     def spy(model, video, jobs, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append((video.name, [job.expression_id for job in jobs]))
+        calls.append((video.name, [job.exp_id for job in jobs]))
         return real(model, video, jobs, *args, **kwargs)
 
     monkeypatch.setattr(batch_module, "segment_to_outputs", spy)

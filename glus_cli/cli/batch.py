@@ -57,7 +57,7 @@ from glus_cli.errors import OutputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.outputs import new_run_dir, validate_formats, write_json_atomic
 from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
-from glus_cli.runner import ExpressionJob
+from glus_cli.runner import Expression
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
@@ -116,7 +116,7 @@ def run_with_progress(
     """`run_batch` with one Rich progress bar per video (the `hooks`' own `on_video` is replaced)."""
     with progress_bar(quiet) as progress:
 
-        def on_video(task: VideoTask, video: VideoSource, jobs: list[ExpressionJob]) -> Callable[[int], None]:
+        def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
             total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
             bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total)
             return lambda _job: progress.advance(bar)

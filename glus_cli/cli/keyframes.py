@@ -54,7 +54,7 @@ from glus_cli.keyframes import (
     write_keyframe_files,
 )
 from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE
-from glus_cli.runner import ExpressionJob, is_complete
+from glus_cli.runner import Expression, is_complete
 
 if TYPE_CHECKING:
     from glus_cli.protocol import FrameResult
@@ -76,14 +76,14 @@ class _ConfidenceRecorder:
         self._masks = masks
         self._results: dict[str, dict[int, FrameResult]] = defaultdict(dict)
 
-    def on_result(self, task: VideoTask, job: ExpressionJob, video: VideoSource, result: FrameResult) -> None:
-        self._results[job.expression_id][result.frame_index] = result
+    def on_result(self, task: VideoTask, job: Expression, video: VideoSource, result: FrameResult) -> None:
+        self._results[job.exp_id][result.frame_index] = result
 
-    def on_video_done(self, task: VideoTask, video: VideoSource, jobs: list[ExpressionJob]) -> None:
+    def on_video_done(self, task: VideoTask, video: VideoSource, jobs: list[Expression]) -> None:
         for job in jobs:
-            results = self._results.pop(job.expression_id, {})
+            results = self._results.pop(job.exp_id, {})
             confidence = FrameConfidence.from_results(video.frame_names, results)
-            confidence.write(self._masks / task.name / job.expression_id / CONFIDENCE_NAME)
+            confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
 
 
 @app.command()

@@ -53,7 +53,7 @@ from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import validate_formats, write_json_atomic
 from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
-from glus_cli.runner import ExpressionJob, segment_to_outputs
+from glus_cli.runner import Expression, segment_to_outputs
 from glus_cli.video import open_video
 
 SUMMARY_NAME = "summary.json"
@@ -158,7 +158,7 @@ def segment(
         if keyframe is not None and keyframe >= video.num_frames:
             raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
         jobs = [
-            ExpressionJob(
+            Expression(
                 str(i),
                 text,
                 keyframe if scores is None else keyframe_for(scores, video.name, str(i), video.frame_names),
