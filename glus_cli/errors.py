@@ -42,3 +42,20 @@ class ResourceError(GlusError):
     """The device ran out of memory or is unavailable."""
 
     exit_code = 6
+
+
+def one_line(error: BaseException, *, with_type: bool = False, limit: int | None = None) -> str:
+    """`error`'s message as one line: white space (newlines included) collapsed, never empty.
+
+    Args:
+        error: the exception to describe.
+        with_type: start with the exception's class name (`OSError: ...`), for errors from libraries
+            whose messages do not say what went wrong on their own.
+        limit: cut the line to at most this many characters, ending in "...".
+    """
+    message = " ".join(str(error).split())
+    name = type(error).__name__
+    text = (f"{name}: {message}" if message else name) if with_type else (message or name)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text

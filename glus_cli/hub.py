@@ -10,7 +10,7 @@ Where that cache lives is decided by :func:`weights_dir`.
 A GLUS checkpoint does not contain its CLIP vision tower: ``config.json`` names it (``vision_tower``, the
 official loader's source of truth, or ``mm_vision_tower``), and :func:`download` fetches both. The known
 checkpoints, their sizes and reported accuracy are listed in ``weights/manifest.json``
-(:func:`load_manifest`).
+(`glus_cli.manifest`).
 
 Only the files inference needs are fetched, and only one weight format: a sharded index
 (``model.safetensors.index.json`` before ``pytorch_model.bin.index.json``) and exactly the shards it names,
@@ -22,15 +22,13 @@ Every failure is raised as a one-line :class:`~glus_cli.errors.GlusError`.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import httpx2
 from huggingface_hub import (
@@ -57,27 +55,25 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import disable_progress_bars, validate_repo_id
 
-from glus_cli.errors import CheckpointError, GlusError, NetworkError, OutputError
-from glus_cli.model.layout import (
+from glus_cli.checkpoint_layout import (
     CONFIG_NAME,
     SINGLE_WEIGHT_FILES,
     WEIGHT_INDEX_FILES,
     index_shard_names,
     read_config_json,
+    vision_tower_name,
 )
+from glus_cli.errors import CheckpointError, GlusError, NetworkError, OutputError, one_line
+from glus_cli.manifest import ModelEntry, VisionTowerEntry, load_manifest
 
 __all__ = [
     "DownloadResult",
-    "Manifest",
-    "ModelEntry",
     "ModelStatus",
-    "VisionTowerEntry",
+    "checkpoint_vision_tower",
     "download",
     "list_models",
-    "load_manifest",
     "resolve_model",
     "resolve_vision_tower",
-    "vision_tower_name",
     "weights_dir",
 ]
 
@@ -87,7 +83,6 @@ Kind = Literal["checkpoint", "vision tower"]
 
 # The source checkout's weights/ folder; it counts as the cache only when it holds the manifest.
 _CHECKOUT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-_MANIFEST_FORMAT_VERSION = 1
 
 # What inference reads from a GLUS checkpoint besides the weights: config and the LLaMA tokenizer.
 _CHECKPOINT_FILES = (
@@ -101,112 +96,8 @@ _CHECKPOINT_FILES = (
 )
 # What CLIPVisionModel and CLIPImageProcessor read besides the weights.
 _VISION_TOWER_FILES = (CONFIG_NAME, "preprocessor_config.json")
-# config.json keys naming the CLIP tower: GLUS.py copies `vision_tower` into `mm_vision_tower` at load time.
-_VISION_TOWER_KEYS = ("vision_tower", "mm_vision_tower")
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _NOT_WRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-# --- Manifest ---
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A released GLUS checkpoint on the Hub, as listed in ``weights/manifest.json``."""
-
-    repo_id: str
-    revision: str
-    size_bytes: int  # approximate download size; see weights/README.md for how it was derived
-    vision_tower: str  # Hub id of the CLIP tower its config.json names
-    jf_mevis: float  # J&F reported by the authors on MeViS
-    jf_refytvos: float  # J&F reported by the authors on Ref-YouTube-VOS
-    description: str
-    default: bool
-    training_data: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class VisionTowerEntry:
-    """A CLIP vision tower that checkpoints need, and the files glus-cli fetches from it."""
-
-    repo_id: str
-    revision: str
-    size_bytes: int  # approximate size of `files`
-    files: tuple[str, ...]
-    description: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The known checkpoints and vision towers."""
-
-    models: tuple[ModelEntry, ...]
-    vision_towers: tuple[VisionTowerEntry, ...]
-
-    @property
-    def default(self) -> ModelEntry:
-        """The checkpoint used when the user names none."""
-        return next(entry for entry in self.models if entry.default)
-
-    def model(self, repo_id: str) -> ModelEntry | None:
-        """The checkpoint entry for ``repo_id``, if listed."""
-        return next((entry for entry in self.models if entry.repo_id == repo_id), None)
-
-    def vision_tower(self, repo_id: str) -> VisionTowerEntry | None:
-        """The vision-tower entry for ``repo_id``, if listed."""
-        return next((entry for entry in self.vision_towers if entry.repo_id == repo_id), None)
-
-
-def load_manifest(path: Path | None = None) -> Manifest:
-    """Read the model manifest: ``path``, or the one shipped with glus-cli (``weights/manifest.json``).
-
-    Raises:
-        CheckpointError: the file is missing or malformed.
-    """
-    source = path if path is not None else resources.files("glus_cli").joinpath("data", "manifest.json")
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-        manifest = _parse_manifest(data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CheckpointError(f"invalid model manifest {source}: {_one_line(error)}") from error
-    return manifest
-
-
-def _parse_manifest(data: dict[str, Any]) -> Manifest:
-    if data.get("format_version") != _MANIFEST_FORMAT_VERSION:
-        raise ValueError(f"format_version must be {_MANIFEST_FORMAT_VERSION}")
-    models = tuple(
-        ModelEntry(
-            repo_id=str(item["repo_id"]),
-            revision=str(item["revision"]),
-            size_bytes=int(item["size_bytes"]),
-            vision_tower=str(item["vision_tower"]),
-            jf_mevis=float(item["jf_mevis"]),
-            jf_refytvos=float(item["jf_refytvos"]),
-            description=str(item["description"]),
-            default=bool(item["default"]),
-            training_data=tuple(str(name) for name in item["training_data"]),
-        )
-        for item in data["models"]
-    )
-    towers = tuple(
-        VisionTowerEntry(
-            repo_id=str(item["repo_id"]),
-            revision=str(item["revision"]),
-            size_bytes=int(item["size_bytes"]),
-            files=tuple(str(name) for name in item["files"]),
-            description=str(item["description"]),
-        )
-        for item in data["vision_towers"]
-    )
-    defaults = [entry.repo_id for entry in models if entry.default]
-    if len(defaults) != 1:
-        raise ValueError(f"exactly one model must be the default, found {len(defaults)}")
-    tower_ids = {tower.repo_id for tower in towers}
-    for entry in models:
-        if entry.vision_tower not in tower_ids:
-            raise ValueError(f"{entry.repo_id} needs vision tower {entry.vision_tower}, which is not listed")
-    return Manifest(models=models, vision_towers=towers)
 
 
 # --- Cache location ---
@@ -262,20 +153,13 @@ def resolve_vision_tower(name_or_path: str, revision: str | None = None, *, prog
     return _resolve(name_or_path, revision, "vision tower", _VISION_TOWER_FILES, progress)
 
 
-def vision_tower_name(checkpoint_dir: Path) -> str:
-    """The CLIP vision tower (Hub id or folder) that a checkpoint's ``config.json`` names.
+def checkpoint_vision_tower(checkpoint_dir: Path) -> str:
+    """The CLIP vision tower (Hub id or folder) that a checkpoint folder's ``config.json`` names.
 
     Raises:
         CheckpointError: ``config.json`` is missing, unreadable, or names no vision tower.
     """
-    config = read_config_json(checkpoint_dir)
-    for key in _VISION_TOWER_KEYS:
-        name = config.get(key)
-        if isinstance(name, str) and name:
-            return name
-    raise CheckpointError(
-        f"{checkpoint_dir / CONFIG_NAME} names no vision tower (neither vision_tower nor mm_vision_tower)"
-    )
+    return vision_tower_name(read_config_json(checkpoint_dir), checkpoint_dir / CONFIG_NAME)
 
 
 @dataclass(frozen=True)
@@ -296,7 +180,7 @@ def download(model: str, revision: str | None = None, *, progress: bool = True) 
     :func:`resolve_model`, plus CheckpointError when ``config.json`` names no vision tower.
     """
     model_path = resolve_model(model, revision, progress=progress)
-    tower = vision_tower_name(model_path)
+    tower = checkpoint_vision_tower(model_path)
     tower_path = resolve_vision_tower(tower, progress=progress)
     result = DownloadResult(
         model=model,
@@ -476,8 +360,9 @@ def _translate(error: BaseException, request: _Request) -> GlusError | None:
             return _translate(error.__cause__, request)
         return _not_cached(request, partly=False, cause=error)
     if isinstance(error, (httpx2.TransportError, ConnectionError, TimeoutError)):
+        reason = one_line(error, with_type=True, limit=160)
         return NetworkError(
-            f"could not download {what} from the Hugging Face Hub ({_one_line(error)}); check the network "
+            f"could not download {what} from the Hugging Face Hub ({reason}); check the network "
             "(or HF_ENDPOINT and proxy settings) and run the command again to resume"
         )
     if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
@@ -502,18 +387,15 @@ def _not_cached(request: _Request, *, partly: bool, cause: BaseException | None 
             f"{what} is {state} the local cache ({request.cache}) and offline mode is on (HF_HUB_OFFLINE=1); "
             f"{request.hint}, or pass a local folder"
         )
-    reason = _one_line(cause.__cause__ or cause) if cause is not None else "no file listing cached"
+    reason = (
+        one_line(cause.__cause__ or cause, with_type=True, limit=160)
+        if cause is not None
+        else "no file listing cached"
+    )
     return NetworkError(
         f"could not reach the Hugging Face Hub ({reason}) and {what} is {state} the local cache "
         f"({request.cache}); check the network (or HF_ENDPOINT and proxy settings), or pass a local folder"
     )
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: first line of the message``, short enough for a one-line error."""
-    lines = str(error).strip().splitlines()
-    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # --- Listing the cache ---
@@ -622,7 +504,7 @@ def _is_complete(folder: Path, kind: Kind) -> bool:
 
 def _names_vision_tower(folder: Path) -> bool:
     try:
-        vision_tower_name(folder)
+        checkpoint_vision_tower(folder)
     except CheckpointError:
         return False
     return True

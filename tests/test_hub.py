@@ -38,6 +38,7 @@ from huggingface_hub.utils import are_progress_bars_disabled
 
 from glus_cli import hub
 from glus_cli.errors import CheckpointError, GlusError, NetworkError, OutputError
+from glus_cli.manifest import load_manifest
 
 CLIP = "openai/clip-vit-large-patch14"
 SHARDS = ("pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin")
@@ -216,7 +217,7 @@ def assert_one_line(error: pytest.ExceptionInfo[GlusError]) -> str:
 
 
 def test_manifest_lists_the_released_checkpoints_with_glus_a_as_default() -> None:
-    manifest = hub.load_manifest()
+    manifest = load_manifest()
 
     assert [entry.repo_id for entry in manifest.models] == [
         "Swindl/GLUS-A",
@@ -267,7 +268,7 @@ def test_invalid_manifest_is_a_checkpoint_error(
     path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
 
     with pytest.raises(CheckpointError, match=reason) as error:
-        hub.load_manifest(path)
+        load_manifest(path)
     assert_one_line(error)
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from glus_cli import hub
 from glus_cli.cli.app import app
 from glus_cli.cli.console import console
+from glus_cli.manifest import ModelEntry, default_model
 
 
 def _size(num_bytes: int) -> str:
@@ -25,7 +26,7 @@ def _size(num_bytes: int) -> str:
 def download(
     model: Annotated[
         str, typer.Argument(help="Hub id (e.g. Swindl/GLUS-A) or a local checkpoint folder.")
-    ] = "Swindl/GLUS-A",
+    ] = default_model(),
     revision: Annotated[str | None, typer.Option(help="Branch, tag or commit on the Hub.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -50,7 +51,7 @@ def models() -> None:
         table.add_column(column)
     for status in hub.list_models():
         entry = status.entry
-        is_checkpoint = isinstance(entry, hub.ModelEntry)
+        is_checkpoint = isinstance(entry, ModelEntry)
         name = status.repo_id + (" (default)" if is_checkpoint and entry.default else "")
         size = _size(status.size_bytes) if status.cached else f"~{_size(entry.size_bytes)}" if entry else "?"
         cached = "yes" if status.complete else "partly" if status.cached else "no"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from glus_cli.manifest import default_model
 from glus_cli.precision import DType, Quantize
 from glus_cli.protocol import ContextSampler, FuserGamma, Schedule
 
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
 
-DEFAULT_MODEL = "Swindl/GLUS-A"
+DEFAULT_MODEL = default_model()
+"""The manifest's default checkpoint, used when --model is not given."""
 _MODEL = "Model"
 _PROTOCOL = "GLUS protocol"
 _OUTPUT = "Output"

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from glus_cli.checkpoint_layout import SINGLE_WEIGHT_FILES, WEIGHT_INDEX_FILES, index_shard_names
 from glus_cli.errors import CheckpointError
-from glus_cli.model.layout import SINGLE_WEIGHT_FILES, WEIGHT_INDEX_FILES, index_shard_names
 
 LLM_PREFIXES = ("model.embed_tokens.", "model.layers.", "model.norm.", "lm_head.")
 PROJECTOR_PREFIX = "model.mm_projector."

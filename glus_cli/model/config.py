@@ -14,10 +14,9 @@ from typing import Any
 
 from transformers import LlamaConfig
 
+from glus_cli.checkpoint_layout import CONFIG_NAME, read_config_json, vision_tower_name
 from glus_cli.errors import CheckpointError
-from glus_cli.model.layout import CONFIG_NAME, read_config_json
 
-DEFAULT_VISION_TOWER = "openai/clip-vit-large-patch14"
 DEFAULT_SAM2_CONFIG = "sam2_hiera_l.yaml"
 
 # LLaVA's `downsample_layer`: AvgPool1d(4, 4) over the 256 CLIP patch tokens of one image (fixed in the
@@ -101,7 +100,7 @@ class GlusConfig:
         missing = [name for name in (*_REQUIRED_FIELDS, "out_dim", "mm_hidden_size") if name not in data]
         if missing:
             raise CheckpointError(f"{origin} lacks the GLUS field(s) {', '.join(missing)}")
-        vision_tower = data.get("vision_tower") or data.get("mm_vision_tower") or DEFAULT_VISION_TOWER
+        vision_tower = vision_tower_name(data, origin)
         select_feature = data.get("mm_vision_select_feature", "patch")
         if select_feature != "patch":
             raise CheckpointError(f"{origin}: mm_vision_select_feature={select_feature!r} is not supported")

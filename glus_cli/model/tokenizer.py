@@ -48,8 +48,8 @@ from typing import Any
 
 import sentencepiece as spm
 
+from glus_cli.checkpoint_layout import read_json_object
 from glus_cli.errors import CheckpointError
-from glus_cli.model.layout import read_json_object
 
 logger = logging.getLogger(__name__)
 

@@ -60,3 +60,25 @@ def index_shard_names(index: Path) -> list[str]:
     if not isinstance(weight_map, dict) or not all(isinstance(name, str) for name in weight_map.values()):
         raise CheckpointError(f"the weight index {index} has no weight_map of tensor names to shard files")
     return sorted(set(weight_map.values()))
+
+
+# config.json keys naming the CLIP tower, in the official loader's order: GLUS.py copies `vision_tower`
+# (its source of truth) into `mm_vision_tower` at load time.
+VISION_TOWER_KEYS = ("vision_tower", "mm_vision_tower")
+
+
+def vision_tower_name(config: dict[str, Any], origin: Path | str) -> str:
+    """The CLIP vision tower (Hub id or folder) a checkpoint's `config.json` names.
+
+    Args:
+        config: the parsed `config.json`.
+        origin: the file it came from, for the error message.
+
+    Raises:
+        CheckpointError: neither `vision_tower` nor `mm_vision_tower` names a tower.
+    """
+    for key in VISION_TOWER_KEYS:
+        name = config.get(key)
+        if isinstance(name, str) and name:
+            return name
+    raise CheckpointError(f"{origin} names no vision tower (neither vision_tower nor mm_vision_tower)")
