@@ -266,17 +266,27 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
             return candidate
 
 
-def prepare_output_dir(path: Path) -> Path:
-    """Create a user-chosen output folder, refusing one that holds anything (finished output is kept).
+def prepare_output_dir(path: Path | None, *, resume: bool = False, runs_root: Path = Path("runs")) -> Path:
+    """The folder a run writes into, created if needed: the one output-folder policy of every command.
+
+    - No `path`: a fresh numbered folder under `runs_root` (see `new_run_dir`).
+    - A new `path` (parents included) is created.
+    - An existing, empty folder is used as is.
+    - An existing folder with files is refused unless `resume`: finished output is never overwritten. With
+      `resume` it is reused, and the command keeps what is complete in it and redoes the rest (an
+      expression's folder is complete when its ``expression.json`` record exists).
 
     Raises:
-        OutputError: `path` is a file or a non-empty folder, or cannot be created.
+        OutputError: `path` (or a folder above it) is a file, holds files and `resume` is off, or cannot be
+            created or read.
     """
+    if path is None:
+        return new_run_dir(runs_root)
     path = Path(path)
     with _output_errors(path):
         if path.exists() and not path.is_dir():
             raise OutputError(f"{path} exists and is not a folder; choose another --output-dir")
-        if path.is_dir() and any(path.iterdir()):
+        if not resume and path.is_dir() and any(path.iterdir()):
             raise OutputError(f"{path} exists and is not empty; choose another --output-dir")
         path.mkdir(parents=True, exist_ok=True)
     return path
@@ -427,4 +437,6 @@ def _describe_os_error(exc: OSError, path: Path) -> str:
         return f"permission denied writing {path}"
     if exc.errno == errno.EROFS:
         return f"read-only file system: cannot write {path}"
+    if exc.errno == errno.ENOTDIR:
+        return f"cannot write {path}: a part of that path is a file, not a folder"
     return f"cannot write {path}: {exc.strerror or exc}"

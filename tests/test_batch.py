@@ -32,7 +32,7 @@ from glus_cli.batch import (
     select_shard,
 )
 from glus_cli.cli.app import app
-from glus_cli.cli.batch import EXIT_VIDEOS_FAILED
+from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
 from glus_cli.errors import InputError
 from glus_cli.protocol import SegmentationOptions
 from glus_cli.runner import RECORD_NAME, is_complete

@@ -241,6 +241,26 @@ def test_output_folder_is_a_file(
     assert out.read_text() == "precious"
 
 
+@pytest.mark.parametrize("command", ["segment", "batch", "keyframes"])
+def test_output_folder_below_a_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, video: Path, checkpoint: Path, command: str
+) -> None:
+    """`-o afile/sub` where `afile` is a plain file: the same clean error line from every command."""
+    afile = tmp_path / "afile"
+    afile.write_text("precious")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(video, videos / "clip.mp4")
+    expressions = tmp_path / "expressions.json"
+    expressions.write_text(json.dumps({"clip": ["the dog"]}))
+    source = [str(video), "the dog"] if command == "segment" else [str(videos), "-e", str(expressions)]
+    code, output = run_glus(
+        [command, *source, "-o", str(afile / "sub"), "--model", str(checkpoint), *FAST], capsys
+    )
+    assert_one_error(code, output, OutputError.exit_code, "afile", "is a file")
+    assert afile.read_text() == "precious"
+
+
 def test_disk_full(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -261,7 +261,7 @@ def test_keyframe_and_subsampling_are_recorded(folder_run: tuple[Run, Path]) -> 
     _, out = folder_run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["video"]["frames"] == 2
-    assert summary["video"]["stride"] == 2 and summary["video"]["max_frames"] == 2
+    assert summary["options"]["stride"] == 2 and summary["options"]["max_frames"] == 2
     assert summary["options"]["keyframe"] == 1
     assert summary["expressions"][0]["keyframe"] == 1
 

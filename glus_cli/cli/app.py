@@ -11,7 +11,12 @@ from typing import Annotated
 import typer
 
 from glus_cli import __version__
+from glus_cli.cli.batch import batch
 from glus_cli.cli.console import configure_logging, error_console
+from glus_cli.cli.evaluate import evaluate_command
+from glus_cli.cli.keyframes import keyframes
+from glus_cli.cli.models import download, models
+from glus_cli.cli.segment import segment
 from glus_cli.errors import GlusError, OutputError, ResourceError, one_line
 
 app = typer.Typer(
@@ -25,6 +30,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+# The commands, in the order `glus --help` lists them; each is a plain function in its topic module.
+app.command()(segment)
+app.command()(batch)
+app.command()(keyframes)
+app.command("eval")(evaluate_command)
+app.command()(download)
+app.command()(models)
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -143,7 +156,3 @@ def main() -> None:
             _print_error(_INTERRUPTED)
         sys.exit(result)
     sys.exit(0)
-
-
-# Register the commands (their modules add themselves to `app`).
-from glus_cli.cli import batch, evaluate, keyframes, models, segment  # noqa: E402, F401

@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from glus_cli import __version__
 from glus_cli.batch import (
-    BatchHooks,
-    BatchReport,
     KeyframeLookup,
-    VideoTask,
     find_videos,
     load_expressions,
     parse_shard,
     plan_tasks,
-    run_batch,
     select_shard,
 )
-from glus_cli.cli.app import app
-from glus_cli.cli.console import console, error_console
+from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
     ContextFramesOption,
     ContextSamplerOption,
     DeviceOption,
     DTypeOption,
+    ExpressionsOption,
     FormatOption,
     FuserGammaOption,
+    InputArgument,
     LLMBatchSizeOption,
     MaxFramesOption,
     MemStrideOption,
@@ -45,51 +39,25 @@ from glus_cli.cli.options import (
     RevisionOption,
     Sam2ConfigOption,
     ScheduleOption,
-    Stopwatch,
     StrideOption,
     VisionTowerOption,
     default_formats,
-    peak_memory,
     protocol_options,
 )
-from glus_cli.cli.segment import progress_bar
-from glus_cli.errors import OutputError
+from glus_cli.cli.runs import (
+    SUMMARY_NAME,
+    RunSettings,
+    Stopwatch,
+    build_summary,
+    report_failures,
+    run_with_progress,
+)
 from glus_cli.keyframes import keyframe_for, read_scores
-from glus_cli.outputs import new_run_dir, validate_formats, write_json_atomic
-from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
-from glus_cli.runner import Expression
+from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
+from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE
 
 if TYPE_CHECKING:
-    from glus_cli.model.glus import GlusModel
-    from glus_cli.protocol import SegmentationOptions
-    from glus_cli.video import VideoSource
-
-EXIT_VIDEOS_FAILED = 8
-"""Exit code of `glus batch` / `glus keyframes` when some videos failed (the others were done)."""
-
-InputArgument = Annotated[
-    Path,
-    typer.Argument(help="Folder of videos or of frame folders (e.g. a dataset split's JPEGImages/)."),
-]
-ExpressionsOption = Annotated[
-    Path,
-    typer.Option(
-        "--expressions",
-        "-e",
-        help="meta_expressions.json (MeViS, Ref-YouTube-VOS), JSON {video: {exp_id: text}} or "
-        "{video: [text]}, or CSV with columns video, exp_id (optional), expression.",
-    ),
-]
-
-
-def output_root(output_dir: Path | None) -> Path:
-    """The run's output folder: the given one (created, or reused to resume), or a fresh runs/NNNN."""
-    if output_dir is None:
-        return new_run_dir(Path("runs"))
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OutputError(f"{output_dir} exists and is not a folder")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    return output_dir
+    pass
 
 
 def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
@@ -100,50 +68,6 @@ def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
     return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)
 
 
-def run_with_progress(
-    glus: GlusModel,
-    tasks: list[VideoTask],
-    out: Path,
-    formats: list[str],
-    options: SegmentationOptions,
-    *,
-    stride: int,
-    max_frames: int | None,
-    keyframes: KeyframeLookup | None,
-    quiet: bool,
-    hooks: BatchHooks | None = None,
-) -> BatchReport:
-    """`run_batch` with one Rich progress bar per video (the `hooks`' own `on_video` is replaced)."""
-    with progress_bar(quiet) as progress:
-
-        def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
-            total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
-            bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total)
-            return lambda _job: progress.advance(bar)
-
-        base = hooks or BatchHooks()
-        return run_batch(
-            glus,
-            tasks,
-            out,
-            formats,
-            options,
-            stride=stride,
-            max_frames=max_frames,
-            keyframe_for=keyframes,
-            hooks=BatchHooks(base.is_done, on_video, base.on_result, base.on_video_done),
-        )
-
-
-def report_failures(report: BatchReport) -> None:
-    """Print one line per failed video and exit with `EXIT_VIDEOS_FAILED` if there is any."""
-    for failure in report.failures:
-        error_console.print(f"[red]failed:[/] {failure.video}: {failure.error}", highlight=False)
-    if report.failures:
-        raise typer.Exit(EXIT_VIDEOS_FAILED)
-
-
-@app.command()
 def batch(
     input_dir: InputArgument,
     expressions: ExpressionsOption,
@@ -203,7 +127,7 @@ def batch(
     lookup = keyframe_lookup(keyframes)
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     tasks = select_shard(tasks, shard_index, shard_count)
-    out = output_root(output_dir)
+    out = prepare_output_dir(output_dir, resume=True)
     with watch.time("load_model"):
         glus = model_args.load()
     with watch.time("segment"):
@@ -218,30 +142,26 @@ def batch(
             keyframes=lookup,
             quiet=quiet,
         )
-    summary_name = (
-        "summary.json" if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
-    )
-    write_json_atomic(
-        out / summary_name,
-        {
-            "glus_cli_version": __version__,
-            "command": "batch",
+    summary_name = SUMMARY_NAME if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
+    summary = build_summary(
+        "batch",
+        inputs={
             "input": str(input_dir),
             "expressions_file": str(expressions),
             "shard": f"{shard_index}/{shard_count}",
-            **report.as_dict(),
-            "model": asdict(glus.info),
-            "options": {
-                **asdict(options),
-                "keyframes": None if keyframes is None else str(keyframes),
-                "formats": formats_used,
-                "stride": stride,
-                "max_frames": max_frames,
-            },
-            "timings_seconds": watch.seconds,
-            "memory": peak_memory(),
         },
+        results=report.as_dict(),
+        model=glus.info,
+        options=options,
+        settings=RunSettings(
+            tuple(formats_used),
+            stride,
+            max_frames,
+            keyframes_file=None if keyframes is None else str(keyframes),
+        ),
+        watch=watch,
     )
+    write_json_atomic(out / summary_name, summary)
     if not quiet:
         table = Table(title=f"glus batch: {len(tasks)} videos")
         for column in ("expressions", "done now", "already complete", "failed videos"):

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from glus_cli.cli.app import app
 from glus_cli.cli.console import console, error_console
-from glus_cli.cli.segment import progress_bar
+from glus_cli.cli.runs import progress_bar
 from glus_cli.evaluation import Layout, evaluate
 from glus_cli.metrics import DEFAULT_BOUND_TH
 
@@ -17,7 +16,6 @@ CSV_NAME = "eval.csv"
 JSON_NAME = "eval.json"
 
 
-@app.command("eval")
 def evaluate_command(
     predictions: Annotated[
         Path, typer.Argument(help="Predictions in the submission layout <video>/<exp_id>/<frame>.png.")

@@ -11,14 +11,6 @@ import typer
 
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, VideoTask, find_videos, load_expressions, plan_tasks
-from glus_cli.cli.app import app
-from glus_cli.cli.batch import (
-    ExpressionsOption,
-    InputArgument,
-    output_root,
-    report_failures,
-    run_with_progress,
-)
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
@@ -26,7 +18,9 @@ from glus_cli.cli.options import (
     ContextSamplerOption,
     DeviceOption,
     DTypeOption,
+    ExpressionsOption,
     FuserGammaOption,
+    InputArgument,
     LLMBatchSizeOption,
     MaxFramesOption,
     MemStrideOption,
@@ -43,6 +37,7 @@ from glus_cli.cli.options import (
     VisionTowerOption,
     protocol_options,
 )
+from glus_cli.cli.runs import report_failures, run_with_progress
 from glus_cli.errors import InputError
 from glus_cli.evaluation import Layout
 from glus_cli.keyframes import (
@@ -53,6 +48,7 @@ from glus_cli.keyframes import (
     ground_truth_scores,
     write_keyframe_files,
 )
+from glus_cli.outputs import prepare_output_dir
 from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE
 from glus_cli.runner import Expression, is_complete
 
@@ -86,7 +82,6 @@ class _ConfidenceRecorder:
             confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
 
 
-@app.command()
 def keyframes(
     input_dir: InputArgument,
     expressions: ExpressionsOption,
@@ -147,7 +142,7 @@ def keyframes(
         ]
         if unknown:
             raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
-    out = output_root(output_dir)
+    out = prepare_output_dir(output_dir, resume=True)
     masks = out / MASKS_DIR
     glus = model_args.load()
     recorder = _ConfidenceRecorder(masks)

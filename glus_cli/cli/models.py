@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from glus_cli import hub
-from glus_cli.cli.app import app
 from glus_cli.cli.console import console
 from glus_cli.manifest import ModelEntry, default_model
 
@@ -22,7 +21,6 @@ def _size(num_bytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-@app.command()
 def download(
     model: Annotated[
         str, typer.Argument(help="Hub id (e.g. Swindl/GLUS-A) or a local checkpoint folder.")
@@ -43,7 +41,6 @@ def download(
     console.print(f"       {_size(result.size_bytes)} on disk in {hub.weights_dir()}")
 
 
-@app.command()
 def models() -> None:
     """List the known GLUS checkpoints, their download sizes and reported accuracy, and what is cached."""
     table = Table(title=f"GLUS checkpoints (cache: {hub.weights_dir()})")

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import resource
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -129,6 +124,19 @@ ResumableOutputDirOption = Annotated[
         rich_help_panel=_OUTPUT,
     ),
 ]
+InputArgument = Annotated[
+    Path,
+    typer.Argument(help="Folder of videos or of frame folders (e.g. a dataset split's JPEGImages/)."),
+]
+ExpressionsOption = Annotated[
+    Path,
+    typer.Option(
+        "--expressions",
+        "-e",
+        help="meta_expressions.json (MeViS, Ref-YouTube-VOS), JSON {video: {exp_id: text}} or "
+        "{video: [text]}, or CSV with columns video, exp_id (optional), expression.",
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
 
 
@@ -182,39 +190,6 @@ def protocol_options(
     )
 
 
-def peak_memory() -> dict[str, float]:
-    """Peak resident memory of this process (and CUDA allocations when a GPU was used), in MiB."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak = {"peak_rss_mib": round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return peak
-
-
-class Stopwatch:
-    """Named wall-clock stages for run summaries."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def time(self, stage: str) -> Iterator[None]:
-        """Add the elapsed time of the `with` block to `stage`."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
-
-
 def default_formats(formats: list[str] | None) -> list[str]:
     """The formats asked for, or png."""
     return list(dict.fromkeys(formats)) if formats else ["png"]
-
-
-def resolve_output_dir(output_dir: Path | None) -> Path:
-    """A user-given output folder (must be new or empty), or a fresh numbered folder under runs/."""
-    from glus_cli.outputs import new_run_dir, prepare_output_dir
-
-    return prepare_output_dir(output_dir) if output_dir is not None else new_run_dir(Path("runs"))

@@ -8,19 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from glus_cli import __version__
-from glus_cli.cli.app import app
-from glus_cli.cli.console import console, error_console
+from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     DEFAULT_MODEL,
     ContextFramesOption,
@@ -40,38 +30,19 @@ from glus_cli.cli.options import (
     RevisionOption,
     Sam2ConfigOption,
     ScheduleOption,
-    Stopwatch,
     StrideOption,
     VisionTowerOption,
     default_formats,
-    peak_memory,
     protocol_options,
-    resolve_output_dir,
 )
+from glus_cli.cli.runs import SUMMARY_NAME, RunSettings, Stopwatch, build_summary, progress_bar
 from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
-from glus_cli.outputs import validate_formats, write_json_atomic
+from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
 from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
 from glus_cli.runner import Expression, segment_to_outputs
 from glus_cli.video import open_video
-
-SUMMARY_NAME = "summary.json"
-
-
-def progress_bar(quiet: bool) -> Progress:
-    """The Rich progress display used by the model-running commands (disabled with --quiet)."""
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=error_console,
-        disable=quiet,
-        transient=False,
-    )
 
 
 def expression_folder(index: int, text: str) -> str:
@@ -80,7 +51,6 @@ def expression_folder(index: int, text: str) -> str:
     return f"{index:02d}-{slug}" if slug else f"{index:02d}"
 
 
-@app.command()
 def segment(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames, or a glob such as 'clip/*.jpg'.")
@@ -166,7 +136,7 @@ def segment(
             for i, text in enumerate(texts)
         ]
         existed = output_dir is not None and output_dir.is_dir()
-        out = resolve_output_dir(output_dir)
+        out = prepare_output_dir(output_dir)
         try:
             with watch.time("load_model"):
                 glus = model_args.load()
@@ -192,29 +162,25 @@ def segment(
                     options,
                     on_step=lambda i: progress.advance(tasks[i]),
                 )
-        summary = {
-            "glus_cli_version": __version__,
-            "command": "segment",
-            "source": str(source),
-            "video": {
-                "name": video.name,
-                "frames": video.num_frames,
-                "fps": video.fps,
-                "frame_size": list(video.frame_size),
-                "stride": stride,
-                "max_frames": max_frames,
+        summary = build_summary(
+            "segment",
+            inputs={
+                "source": str(source),
+                "video": {
+                    "name": video.name,
+                    "frames": video.num_frames,
+                    "fps": video.fps,
+                    "frame_size": list(video.frame_size),
+                },
             },
-            "expressions": [asdict(outcome) for outcome in outcomes],
-            "model": asdict(glus.info),
-            "options": {
-                **asdict(options),
-                "keyframe": keyframe,
-                "keyframes_file": str(keyframes) if keyframes else None,
-                "formats": formats_used,
-            },
-            "timings_seconds": watch.seconds,
-            "memory": peak_memory(),
-        }
+            results={"expressions": [asdict(outcome) for outcome in outcomes]},
+            model=glus.info,
+            options=options,
+            settings=RunSettings(
+                tuple(formats_used), stride, max_frames, keyframe, str(keyframes) if keyframes else None
+            ),
+            watch=watch,
+        )
         write_json_atomic(out / SUMMARY_NAME, summary)
 
     if not quiet:

@@ -1,0 +1,178 @@
+"""What every model-running command shares at the CLI edge: progress, timings, memory, `summary.json`.
+
+`glus segment`, `glus batch` and `glus keyframes` each parse their options, call the library, and use
+these helpers to show progress, report failed videos, and describe the run in one `summary.json` with
+one set of keys (documented in the README):
+
+- ``glus_cli_version``, ``command``;
+- the command's inputs (``source`` and ``video`` for segment; ``input``, ``expressions_file`` and
+  ``shard`` for batch and keyframes);
+- its results (``expressions`` for segment; the batch report's counts, ``failures`` and ``outcomes``);
+- ``model``: where the weights came from and the numeric settings (`ModelInfo`);
+- ``options``: the protocol settings (`SegmentationOptions`) and the run settings (`RunSettings`:
+  formats, stride, max_frames, keyframe, keyframes_file);
+- ``timings_seconds`` per stage and ``memory`` (peak RSS, peak CUDA memory).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from glus_cli import __version__
+from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
+from glus_cli.cli.console import error_console
+from glus_cli.protocol import num_query_steps
+
+if TYPE_CHECKING:
+    from glus_cli.batch import KeyframeLookup
+    from glus_cli.model.glus import GlusModel, ModelInfo
+    from glus_cli.protocol import SegmentationOptions
+    from glus_cli.runner import Expression
+    from glus_cli.video import VideoSource
+
+SUMMARY_NAME = "summary.json"
+EXIT_VIDEOS_FAILED = 8
+"""Exit code of `glus batch` / `glus keyframes` when some videos failed (the others were done)."""
+
+
+def progress_bar(quiet: bool) -> Progress:
+    """The Rich progress display of every long-running command (disabled with --quiet)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=error_console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def run_with_progress(
+    glus: GlusModel,
+    tasks: list[VideoTask],
+    out: Path,
+    formats: list[str],
+    options: SegmentationOptions,
+    *,
+    stride: int,
+    max_frames: int | None,
+    keyframes: KeyframeLookup | None,
+    quiet: bool,
+    hooks: BatchHooks | None = None,
+) -> BatchReport:
+    """`run_batch` with one Rich progress bar per video (the `hooks`' own `on_video` is replaced)."""
+    with progress_bar(quiet) as progress:
+
+        def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
+            total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
+            bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total)
+            return lambda _job: progress.advance(bar)
+
+        base = hooks or BatchHooks()
+        return run_batch(
+            glus,
+            tasks,
+            out,
+            formats,
+            options,
+            stride=stride,
+            max_frames=max_frames,
+            keyframe_for=keyframes,
+            hooks=BatchHooks(base.is_done, on_video, base.on_result, base.on_video_done),
+        )
+
+
+def report_failures(report: BatchReport) -> None:
+    """Print one line per failed video and exit with `EXIT_VIDEOS_FAILED` if there is any."""
+    for failure in report.failures:
+        error_console.print(f"[red]failed:[/] {failure.video}: {failure.error}", highlight=False)
+    if report.failures:
+        raise typer.Exit(EXIT_VIDEOS_FAILED)
+
+
+class Stopwatch:
+    """Named wall-clock stages for run summaries."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        """Add the elapsed time of the `with` block to `stage`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = round(self.seconds.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process (and CUDA allocations when a GPU was used), in MiB."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = {"peak_rss_mib": round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings of a run beyond the protocol: what is written, and which frames are read.
+
+    Attributes:
+        formats: output formats.
+        stride: every `stride`-th frame of the source is used.
+        max_frames: at most this many frames (after the stride); None: all.
+        keyframe: the key frame given with `glus segment --keyframe`, if any.
+        keyframes_file: the key-frame score file, if any.
+    """
+
+    formats: tuple[str, ...]
+    stride: int = 1
+    max_frames: int | None = None
+    keyframe: int | None = None
+    keyframes_file: str | None = None
+
+
+def build_summary(
+    command: str,
+    *,
+    inputs: Mapping[str, Any],
+    results: Mapping[str, Any],
+    model: ModelInfo,
+    options: SegmentationOptions,
+    settings: RunSettings,
+    watch: Stopwatch,
+) -> dict[str, Any]:
+    """The `summary.json` of a run, with the keys every command shares (see the module docstring)."""
+    return {
+        "glus_cli_version": __version__,
+        "command": command,
+        **inputs,
+        **results,
+        "model": asdict(model),
+        "options": {**asdict(options), **asdict(settings), "formats": list(settings.formats)},
+        "timings_seconds": watch.seconds,
+        "memory": peak_memory(),
+    }
