@@ -18,31 +18,15 @@ from glus_cli.batch import (
 )
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
-    DEFAULT_MODEL,
-    ContextFramesOption,
-    ContextSamplerOption,
-    DeviceOption,
-    DTypeOption,
     ExpressionsOption,
     FormatOption,
-    FuserGammaOption,
     InputArgument,
-    LLMBatchSizeOption,
-    MaxFramesOption,
-    MemStrideOption,
     ModelArgs,
-    ModelOption,
-    QuantizeOption,
-    QueryFramesOption,
+    ProtocolArgs,
     QuietOption,
     ResumableOutputDirOption,
-    RevisionOption,
-    Sam2ConfigOption,
-    ScheduleOption,
-    StrideOption,
-    VisionTowerOption,
     default_formats,
-    protocol_options,
+    option_groups,
 )
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
@@ -54,7 +38,6 @@ from glus_cli.cli.runs import (
 )
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
-from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE
 
 if TYPE_CHECKING:
     pass
@@ -68,23 +51,15 @@ def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
     return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)
 
 
+@option_groups
 def batch(
     input_dir: InputArgument,
     expressions: ExpressionsOption,
-    model: ModelOption = DEFAULT_MODEL,
-    revision: RevisionOption = None,
-    vision_tower: VisionTowerOption = None,
-    sam2_config: Sam2ConfigOption = None,
-    device: DeviceOption = "auto",
-    dtype: DTypeOption = "auto",
-    quantize: QuantizeOption = None,
-    fuser_gamma: FuserGammaOption = "checkpoint",
+    *,
+    model: ModelArgs,
     output_dir: ResumableOutputDirOption = None,
     formats: FormatOption = None,
-    context_frames: ContextFramesOption = 4,
-    query_frames: QueryFramesOption = 4,
-    mem_stride: MemStrideOption = MEM_STRIDE,
-    context_sampler: ContextSamplerOption = "clips",
+    protocol: ProtocolArgs,
     keyframes: Annotated[
         Path | None,
         typer.Option(
@@ -93,10 +68,6 @@ def batch(
             rich_help_panel="GLUS protocol",
         ),
     ] = None,
-    stride: StrideOption = 1,
-    max_frames: MaxFramesOption = None,
-    schedule: ScheduleOption = DEFAULT_SCHEDULE,
-    llm_batch_size: LLMBatchSizeOption = None,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -120,16 +91,14 @@ def batch(
     watch = Stopwatch()
     shard_index, shard_count = parse_shard(shard) if shard is not None else (0, 1)
     formats_used = list(validate_formats(default_formats(formats)))
-    options = protocol_options(
-        context_frames, query_frames, mem_stride, context_sampler, schedule, llm_batch_size
-    )
-    model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
+    options = protocol.segmentation_options()
+    stride, max_frames = protocol.stride, protocol.max_frames
     lookup = keyframe_lookup(keyframes)
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     tasks = select_shard(tasks, shard_index, shard_count)
     out = prepare_output_dir(output_dir, resume=True)
     with watch.time("load_model"):
-        glus = model_args.load()
+        glus = model.load()
     with watch.time("segment"):
         report = run_with_progress(
             glus,

@@ -13,29 +13,13 @@ from glus_cli import __version__
 from glus_cli.batch import BatchHooks, VideoTask, find_videos, load_expressions, plan_tasks
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
-    DEFAULT_MODEL,
-    ContextFramesOption,
-    ContextSamplerOption,
-    DeviceOption,
-    DTypeOption,
     ExpressionsOption,
-    FuserGammaOption,
     InputArgument,
-    LLMBatchSizeOption,
-    MaxFramesOption,
-    MemStrideOption,
     ModelArgs,
-    ModelOption,
-    QuantizeOption,
-    QueryFramesOption,
+    ProtocolArgs,
     QuietOption,
     ResumableOutputDirOption,
-    RevisionOption,
-    Sam2ConfigOption,
-    ScheduleOption,
-    StrideOption,
-    VisionTowerOption,
-    protocol_options,
+    option_groups,
 )
 from glus_cli.cli.runs import report_failures, run_with_progress
 from glus_cli.errors import InputError
@@ -49,7 +33,6 @@ from glus_cli.keyframes import (
     write_keyframe_files,
 )
 from glus_cli.outputs import prepare_output_dir
-from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE
 from glus_cli.runner import Expression, is_complete
 
 if TYPE_CHECKING:
@@ -82,9 +65,11 @@ class _ConfidenceRecorder:
             confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
 
 
+@option_groups
 def keyframes(
     input_dir: InputArgument,
     expressions: ExpressionsOption,
+    *,
     ground_truth: Annotated[
         Path | None,
         typer.Option(
@@ -97,23 +82,9 @@ def keyframes(
         Path | None,
         typer.Option(help="The ground truth's meta_expressions.json (default: found as by glus eval)."),
     ] = None,
-    model: ModelOption = DEFAULT_MODEL,
-    revision: RevisionOption = None,
-    vision_tower: VisionTowerOption = None,
-    sam2_config: Sam2ConfigOption = None,
-    device: DeviceOption = "auto",
-    dtype: DTypeOption = "auto",
-    quantize: QuantizeOption = None,
-    fuser_gamma: FuserGammaOption = "checkpoint",
+    model: ModelArgs,
     output_dir: ResumableOutputDirOption = None,
-    context_frames: ContextFramesOption = 4,
-    query_frames: QueryFramesOption = 4,
-    mem_stride: MemStrideOption = MEM_STRIDE,
-    context_sampler: ContextSamplerOption = "clips",
-    stride: StrideOption = 1,
-    max_frames: MaxFramesOption = None,
-    schedule: ScheduleOption = DEFAULT_SCHEDULE,
-    llm_batch_size: LLMBatchSizeOption = None,
+    protocol: ProtocolArgs,
     quiet: QuietOption = False,
 ) -> None:
     """Run GLUS on every (video, expression), score each frame, and export the key frame of each.
@@ -126,10 +97,8 @@ def keyframes(
 
       glus keyframes mevis/train/JPEGImages -e mevis/train/meta_expressions.json --ground-truth mevis/train
     """
-    options = protocol_options(
-        context_frames, query_frames, mem_stride, context_sampler, schedule, llm_batch_size
-    )
-    model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
+    options = protocol.segmentation_options()
+    stride, max_frames = protocol.stride, protocol.max_frames
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     scorer = None
     if ground_truth is not None:
@@ -144,7 +113,7 @@ def keyframes(
             raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
     out = prepare_output_dir(output_dir, resume=True)
     masks = out / MASKS_DIR
-    glus = model_args.load()
+    glus = model.load()
     recorder = _ConfidenceRecorder(masks)
     report = run_with_progress(
         glus,

@@ -1,23 +1,35 @@
-"""Options shared by the commands that run the model (`segment`, `batch`, `keyframes`)."""
+"""Options shared by the commands that run the model (`segment`, `batch`, `keyframes`): `Annotated`
+aliases, and the option groups `ModelArgs` and `ProtocolArgs` that `option_groups` expands."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
 from glus_cli.manifest import default_model
 from glus_cli.precision import DType, Quantize
-from glus_cli.protocol import ContextSampler, FuserGamma, Schedule
-
-if TYPE_CHECKING:
-    from glus_cli.protocol import SegmentationOptions
-
+from glus_cli.protocol import (
+    DEFAULT_SCHEDULE,
+    MEM_STRIDE,
+    NUM_CONTEXT_FRAMES,
+    NUM_QUERY_FRAMES,
+    ContextSampler,
+    FuserGamma,
+    Schedule,
+    SegmentationOptions,
+)
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
+
+R = TypeVar("R")
 
 DEFAULT_MODEL = default_model()
 """The manifest's default checkpoint, used when --model is not given."""
@@ -140,18 +152,18 @@ ExpressionsOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelArgs:
-    """The model options of a command, as given."""
+    """The model options of a command (an option group: see `option_groups`)."""
 
-    model: str
-    revision: str | None
-    vision_tower: str | None
-    sam2_config: str | None
-    device: str
-    dtype: DType
-    quantize: Quantize | None
-    fuser_gamma: FuserGamma
+    model: ModelOption = DEFAULT_MODEL
+    revision: RevisionOption = None
+    vision_tower: VisionTowerOption = None
+    sam2_config: Sam2ConfigOption = None
+    device: DeviceOption = "auto"
+    dtype: DTypeOption = "auto"
+    quantize: QuantizeOption = None
+    fuser_gamma: FuserGammaOption = "checkpoint"
 
     def load(self) -> GlusModel:
         """Load the model these options describe (imported lazily so `glus --help` stays fast)."""
@@ -169,25 +181,70 @@ class ModelArgs:
         )
 
 
-def protocol_options(
-    context_frames: int,
-    query_frames: int,
-    mem_stride: int,
-    context_sampler: ContextSampler,
-    schedule: Schedule,
-    llm_batch_size: int | None = None,
-) -> SegmentationOptions:
-    """`SegmentationOptions` from the command-line values."""
-    from glus_cli.protocol import SegmentationOptions
+@dataclass(frozen=True)
+class ProtocolArgs:
+    """The GLUS protocol and frame-selection options of a command (an option group)."""
 
-    return SegmentationOptions(
-        num_context_frames=context_frames,
-        num_query_frames=query_frames,
-        mem_stride=mem_stride,
-        context_sampler=context_sampler,
-        schedule=schedule,
-        llm_batch_size=llm_batch_size,
-    )
+    context_frames: ContextFramesOption = NUM_CONTEXT_FRAMES
+    query_frames: QueryFramesOption = NUM_QUERY_FRAMES
+    mem_stride: MemStrideOption = MEM_STRIDE
+    context_sampler: ContextSamplerOption = "clips"
+    schedule: ScheduleOption = DEFAULT_SCHEDULE
+    llm_batch_size: LLMBatchSizeOption = None
+    stride: StrideOption = 1
+    max_frames: MaxFramesOption = None
+
+    def segmentation_options(self) -> SegmentationOptions:
+        """The `SegmentationOptions` these values describe."""
+        return SegmentationOptions(
+            num_context_frames=self.context_frames,
+            num_query_frames=self.query_frames,
+            mem_stride=self.mem_stride,
+            context_sampler=self.context_sampler,
+            schedule=self.schedule,
+            llm_batch_size=self.llm_batch_size,
+        )
+
+
+def option_groups(command: Callable[..., R]) -> Callable[..., R]:
+    """Let a Typer command take option groups (`ModelArgs`, `ProtocolArgs`) as parameters.
+
+    Typer builds a command's options from its signature and knows nothing of groups, so the command that
+    Typer sees has each group's fields in place of the group parameter, with their own `Annotated`
+    options and defaults; it builds the group from them and calls `command` with it. The commands that
+    run the model thus share one definition of about fifteen options instead of repeating them.
+    """
+    hints = get_type_hints(command, include_extras=True)
+    groups: dict[str, type] = {}
+    parameters: list[inspect.Parameter] = []
+    for parameter in inspect.signature(command).parameters.values():
+        annotation = hints.get(parameter.name, parameter.annotation)
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+            groups[parameter.name] = annotation
+            field_hints = get_type_hints(annotation, include_extras=True)
+            parameters.extend(
+                inspect.Parameter(
+                    field.name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=field.default,
+                    annotation=field_hints[field.name],
+                )
+                for field in dataclasses.fields(annotation)
+            )
+        else:
+            parameters.append(parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
+
+    @functools.wraps(command)
+    def with_groups(**values: Any) -> R:
+        for name, group in groups.items():
+            values[name] = group(
+                **{field.name: values.pop(field.name) for field in dataclasses.fields(group)}
+            )
+        return command(**values)
+
+    with_groups.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    with_groups.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return with_groups
 
 
 def default_formats(formats: list[str] | None) -> list[str]:

@@ -12,35 +12,19 @@ from rich.table import Table
 
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
-    DEFAULT_MODEL,
-    ContextFramesOption,
-    ContextSamplerOption,
-    DeviceOption,
-    DTypeOption,
     FormatOption,
-    FuserGammaOption,
-    LLMBatchSizeOption,
-    MaxFramesOption,
-    MemStrideOption,
     ModelArgs,
-    ModelOption,
-    QuantizeOption,
-    QueryFramesOption,
+    ProtocolArgs,
     QuietOption,
-    RevisionOption,
-    Sam2ConfigOption,
-    ScheduleOption,
-    StrideOption,
-    VisionTowerOption,
     default_formats,
-    protocol_options,
+    option_groups,
 )
 from glus_cli.cli.runs import SUMMARY_NAME, RunSettings, Stopwatch, build_summary, progress_bar
 from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
-from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
+from glus_cli.protocol import num_query_steps
 from glus_cli.runner import Expression, segment_to_outputs
 from glus_cli.video import open_video
 
@@ -51,19 +35,14 @@ def expression_folder(index: int, text: str) -> str:
     return f"{index:02d}-{slug}" if slug else f"{index:02d}"
 
 
+@option_groups
 def segment(
     source: Annotated[
         str, typer.Argument(help="Video file, folder of frames, or a glob such as 'clip/*.jpg'.")
     ],
     expressions: Annotated[list[str], typer.Argument(help="One or more referring expressions.")],
-    model: ModelOption = DEFAULT_MODEL,
-    revision: RevisionOption = None,
-    vision_tower: VisionTowerOption = None,
-    sam2_config: Sam2ConfigOption = None,
-    device: DeviceOption = "auto",
-    dtype: DTypeOption = "auto",
-    quantize: QuantizeOption = None,
-    fuser_gamma: FuserGammaOption = "checkpoint",
+    *,
+    model: ModelArgs,
     output_dir: Annotated[
         Path | None,
         typer.Option(
@@ -74,10 +53,7 @@ def segment(
         ),
     ] = None,
     formats: FormatOption = None,
-    context_frames: ContextFramesOption = 4,
-    query_frames: QueryFramesOption = 4,
-    mem_stride: MemStrideOption = MEM_STRIDE,
-    context_sampler: ContextSamplerOption = "clips",
+    protocol: ProtocolArgs,
     keyframe: Annotated[
         int | None,
         typer.Option(
@@ -94,10 +70,6 @@ def segment(
             rich_help_panel="GLUS protocol",
         ),
     ] = None,
-    stride: StrideOption = 1,
-    max_frames: MaxFramesOption = None,
-    schedule: ScheduleOption = DEFAULT_SCHEDULE,
-    llm_batch_size: LLMBatchSizeOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
@@ -114,10 +86,8 @@ def segment(
     for text in texts:
         normalize_expression(text)  # reject empty / reserved expressions before any work
     formats_used = list(validate_formats(default_formats(formats)))
-    options = protocol_options(
-        context_frames, query_frames, mem_stride, context_sampler, schedule, llm_batch_size
-    )
-    model_args = ModelArgs(model, revision, vision_tower, sam2_config, device, dtype, quantize, fuser_gamma)
+    options = protocol.segmentation_options()
+    stride, max_frames = protocol.stride, protocol.max_frames
     watch = Stopwatch()
 
     if keyframe is not None and keyframes is not None:
@@ -139,7 +109,7 @@ def segment(
         out = prepare_output_dir(output_dir)
         try:
             with watch.time("load_model"):
-                glus = model_args.load()
+                glus = model.load()
         except BaseException:
             if not existed and not any(out.iterdir()):  # leave no empty runs/NNNN behind a failed load
                 out.rmdir()
