@@ -218,6 +218,20 @@ def test_write_fails_with_output_error(mevis: tuple[Path, Path], tmp_path: Path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".taken")] == []
 
 
+def test_score_files_create_their_folder(mevis: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, pred = mevis
+    result = evaluate(pred, gt)
+    result.write_csv(tmp_path / "new" / "eval.csv")
+    result.write_json(tmp_path / "new" / "eval.json")
+    assert json.loads((tmp_path / "new" / "eval.json").read_text())["overall"]["n_expressions"] == 3
+    assert (
+        (tmp_path / "new" / "eval.csv")
+        .read_bytes()
+        .startswith(b"video,exp_id,expression,J,F,J&F,n_frames\r\n")
+    )
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["eval.csv", "eval.json"]
+
+
 def test_render_table(mevis: tuple[Path, Path]) -> None:
     gt, pred = mevis
     result = evaluate(pred, gt)
