@@ -17,7 +17,6 @@ expressions file. Its output is the MeViS / Ref-YouTube-VOS submission layout
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from glus_cli.errors import InputError
+from glus_cli.json_files import parse_json, read_text
 from glus_cli.runner import Expression, ExpressionOutcome, is_complete, segment_to_outputs
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
 
@@ -155,12 +155,7 @@ def load_expressions(path: Path) -> dict[str, list[Expression]]:
     Raises:
         InputError: the file is missing, malformed, repeats a (video, exp_id), or lists no expression.
     """
-    if not path.is_file():
-        raise InputError(f"expressions file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read expressions file {path}: {exc}") from exc
+    text = read_text(path, what="expressions file ")
     if path.suffix.lower() == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         missing = {"video", "expression"} - set(rows[0] if rows else ())
@@ -170,11 +165,7 @@ def load_expressions(path: Path) -> dict[str, list[Expression]]:
             (row["video"], row.get("exp_id") or None, row["expression"]) for row in rows
         )
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path} is not valid JSON ({exc})") from exc
-        entries = _json_entries(data, path)
+        entries = _json_entries(parse_json(text, path, what="expressions file "), path)
     expressions: dict[str, list[Expression]] = {}
     for video, exp_id, expression in entries:
         if not isinstance(expression, str) or not expression.strip():

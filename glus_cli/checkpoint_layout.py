@@ -7,10 +7,10 @@ so their names and the handling of a malformed file live here once: a broken fil
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from glus_cli import json_files
 from glus_cli.errors import CheckpointError
 
 CONFIG_NAME = "config.json"
@@ -20,22 +20,17 @@ SINGLE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def read_json_object(path: Path, what: str = "") -> dict[str, Any]:
-    """The JSON object stored in `path`.
+    """The JSON object stored in `path`, read by the package's one reader (`glus_cli.json_files`).
 
     Args:
         path: the file.
         what: how to name the file in errors, e.g. "the weight index " (default: just its path).
 
     Raises:
-        CheckpointError: the file cannot be read, is not JSON, or holds something other than an object.
+        CheckpointError: the file is missing or unreadable, is not JSON, or holds something other than an
+            object.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {what}{path} as JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{what}{path} holds a JSON {type(data).__name__}, not an object")
-    return data
+    return json_files.read_json_object(path, what=what, error=CheckpointError)
 
 
 def read_config_json(folder: Path) -> dict[str, Any]:

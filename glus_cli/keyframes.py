@@ -10,7 +10,9 @@ predicted mask has the highest IoU with the ground truth. This module
 - writes the official score file ``{"<video>_<exp_id>": "<frame name>"}`` and a richer JSON with every
   per-frame score (`write_keyframe_files`);
 - reads a score file back into key-frame indices (`keyframe_for`), as the official
-  ``inference_iter.py`` does: ``sorted(int(stem) for stem in frames).index(int(value))``.
+  ``inference_iter.py`` does: ``sorted(int(stem) for stem in frames).index(int(value))``;
+- runs the whole procedure over a dataset (`run_keyframes`, behind `glus keyframes`): GLUS on every
+  pending (video, expression) with SAM2's confidence kept beside the masks, then the scores and files.
 
 Ties go to the earliest frame (the official extractor keeps the last file of an unsorted
 ``os.listdir``, which is arbitrary).
@@ -18,22 +20,28 @@ Ties go to the earliest frame (the official extractor keeps the last file of an 
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from glus_cli import __version__
+from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.errors import InputError
-from glus_cli.evaluation import Layout, _find_meta, _load_tasks, _read_mask, detect_layout
+from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth, read_mask
+from glus_cli.json_files import read_json, read_json_object
 from glus_cli.metrics import region_similarity
 from glus_cli.outputs import write_json_atomic
+from glus_cli.runner import Expression, is_complete
 
 if TYPE_CHECKING:
-    from glus_cli.protocol import FrameResult
+    from glus_cli.model.glus import GlusModel
+    from glus_cli.protocol import FrameResult, SegmentationOptions
+    from glus_cli.video import VideoSource
 
 Ranking = Literal["ground_truth_iou", "model_confidence"]
 """What a key-frame score measures."""
@@ -47,7 +55,13 @@ RANKING_DESCRIPTIONS: dict[Ranking, str] = {
 }
 
 CONFIDENCE_NAME = "confidence.json"
-"""Per-frame SAM2 confidence of one expression, written beside its masks by `glus keyframes`."""
+"""Per-frame SAM2 confidence of one expression, written beside its masks by `run_keyframes`."""
+MASKS_DIR = "masks"
+"""Where `run_keyframes` writes the masks: ``OUT/masks/<video>/<exp_id>/<frame>.png``."""
+SCORE_FILE = "keyframes.json"
+"""The official score file ``{"<video>_<exp_id>": "<frame name>"}`` under ``OUT``."""
+DETAILS_FILE = "keyframe_scores.json"
+"""Every frame's score, SAM2's predicted IoU and object score, under ``OUT``."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,7 @@ class FrameConfidence:
     @classmethod
     def read(cls, path: Path) -> FrameConfidence:
         """Read a `CONFIDENCE_NAME` file."""
-        with path.open(encoding="utf-8") as handle:
-            return cls(**json.load(handle))
+        return cls(**read_json_object(path, what="confidence file "))
 
     def write(self, path: Path) -> None:
         """Write it atomically as `CONFIDENCE_NAME`-style JSON."""
@@ -126,20 +139,33 @@ def ground_truth_scores(
     Raises:
         InputError: the ground truth is missing or malformed.
     """
-    chosen = detect_layout(gt_root) if layout is None else Layout(layout)
-    meta = _find_meta(gt_root, meta_path, required=chosen != Layout.MASKS)
-    tasks = {(task.video, task.exp_id): task for task in _load_tasks(chosen, gt_root, meta)}
-    return GroundTruthScorer(tasks)
+    _, tasks = load_ground_truth(gt_root, layout=layout, meta_path=meta_path)
+    return GroundTruthScorer({(task.video, task.exp_id): task for task in tasks})
 
 
 class GroundTruthScorer:
     """Per-frame IoU of written prediction PNGs with the ground truth of their expression."""
 
-    def __init__(self, tasks: Mapping[tuple[str, str], Any]) -> None:
+    def __init__(self, tasks: Mapping[tuple[str, str], ExpressionTask]) -> None:
         self._tasks = tasks
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._tasks
+
+    def require(self, tasks: Sequence[VideoTask]) -> None:
+        """Check that every expression of `tasks` has ground truth (before any model runs).
+
+        Raises:
+            InputError: some have none; the message counts them and names the first.
+        """
+        unknown = [
+            f"{task.name}/{exp.exp_id}"
+            for task in tasks
+            for exp in task.expressions
+            if (task.name, exp.exp_id) not in self
+        ]
+        if unknown:
+            raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
 
     def frame_ious(self, folder: Path, video: str, exp_id: str, frames: Sequence[str]) -> list[float]:
         """IoU of ``folder/<frame>.png`` with the ground truth, for each of `frames` (empty vs empty: 1).
@@ -155,10 +181,96 @@ class GroundTruthScorer:
         for frame in frames:
             if frame not in positions:
                 raise InputError(f"the ground truth of {video}/{exp_id} has no frame {frame}")
-            pred = _read_mask(folder / f"{frame}.png")
+            pred = read_mask(folder / f"{frame}.png")
             gt = task.truth.mask(positions[frame], frame)
             ious.append(region_similarity(pred, np.zeros_like(pred) if gt is None else gt))
         return ious
+
+
+@dataclass(frozen=True)
+class KeyframeRun:
+    """What `run_keyframes` did and wrote.
+
+    Attributes:
+        records: one per (video, expression) of the videos that did not fail, in task order.
+        ranking: what the scores measure.
+        report: the batch run's report (skipped, done and failed videos).
+        score_path: the official score file written.
+        details_path: the per-frame details file written.
+    """
+
+    records: list[KeyframeRecord]
+    ranking: Ranking
+    report: BatchReport
+    score_path: Path
+    details_path: Path
+
+
+def run_keyframes(
+    model: GlusModel,
+    tasks: Sequence[VideoTask],
+    out: Path,
+    options: SegmentationOptions,
+    *,
+    scorer: GroundTruthScorer | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    on_video: Callable[[VideoTask, VideoSource, list[Expression]], Callable[[int], None]] | None = None,
+) -> KeyframeRun:
+    """Run GLUS on every (video, expression) of `tasks`, score each frame, and write the key-frame files.
+
+    The masks and each expression's `CONFIDENCE_NAME` go to ``out/masks/<video>/<exp_id>/``; a rerun
+    into the same `out` skips the expressions that have both (and, without ground truth, reranks them
+    from the stored confidence). A video that fails is reported and left out of the files.
+
+    Args:
+        model: the loaded GLUS model.
+        tasks: the videos and their expressions (`glus_cli.batch.plan_tasks`).
+        out: the output folder (must exist): `SCORE_FILE`, `DETAILS_FILE` and `MASKS_DIR` go there.
+        options: protocol settings.
+        scorer: ground truth to rank frames by IoU with (`ground_truth_scores`); None ranks them by the
+            model's own `confidence`, which is not the paper's pseudo-label.
+        stride: keep every `stride`-th frame of each video.
+        max_frames: keep at most this many frames (after `stride`).
+        on_video: progress callback, as `glus_cli.batch.BatchHooks.on_video`.
+
+    Returns:
+        The records, the ranking, the batch report and the paths written.
+
+    Raises:
+        InputError: with a `scorer`, an expression has no ground truth (checked before anything runs).
+    """
+    if scorer is not None:
+        scorer.require(tasks)
+    masks = out / MASKS_DIR
+    recorder = _ConfidenceRecorder(masks)
+    report = run_batch(
+        model,
+        tasks,
+        masks,
+        ["png"],
+        options,
+        stride=stride,
+        max_frames=max_frames,
+        hooks=BatchHooks(_has_confidence, on_video, recorder.on_result, recorder.on_video_done),
+    )
+    failed = {failure.video for failure in report.failures}
+    records = [
+        _record(masks / task.name / exp.exp_id, task.name, exp, scorer)
+        for task in tasks
+        if task.name not in failed
+        for exp in task.expressions
+    ]
+    ranking: Ranking = "model_confidence" if scorer is None else "ground_truth_iou"
+    provenance = {
+        "glus_cli_version": __version__,
+        "model": asdict(model.info),
+        "options": {**asdict(options), "stride": stride, "max_frames": max_frames},
+        "failures": [asdict(failure) for failure in report.failures],
+    }
+    run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE)
+    write_keyframe_files(records, ranking, run.score_path, run.details_path, provenance)
+    return run
 
 
 def write_keyframe_files(
@@ -202,12 +314,7 @@ def read_scores(path: Path) -> dict[str, str | int]:
     Raises:
         InputError: missing, not JSON, or not such a mapping.
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"key-frame file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"key-frame file {path} is not readable JSON ({exc})") from exc
+    data = read_json(path, what="key-frame file ")
     if not isinstance(data, dict) or not all(
         isinstance(value, (str, int)) and not isinstance(value, bool) for value in data.values()
     ):
@@ -241,3 +348,44 @@ def keyframe_for(
     if found is None:
         raise InputError(f"key frame {value!r} of {video_name}_{exp_id} is not one of the video's frames")
     return found
+
+
+class _ConfidenceRecorder:
+    """Keeps each pending expression's last frame results and writes them beside its masks."""
+
+    def __init__(self, masks: Path) -> None:
+        self._masks = masks
+        self._results: dict[str, dict[int, FrameResult]] = defaultdict(dict)
+
+    def on_result(self, task: VideoTask, job: Expression, video: VideoSource, result: FrameResult) -> None:
+        self._results[job.exp_id][result.frame_index] = result
+
+    def on_video_done(self, task: VideoTask, video: VideoSource, jobs: list[Expression]) -> None:
+        for job in jobs:
+            results = self._results.pop(job.exp_id, {})
+            confidence = FrameConfidence.from_results(video.frame_names, results)
+            confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
+
+
+def _has_confidence(folder: Path) -> bool:
+    """An expression folder is done when its masks are complete and its confidence was written."""
+    return is_complete(folder) and (folder / CONFIDENCE_NAME).is_file()
+
+
+def _record(folder: Path, video: str, exp: Expression, scorer: GroundTruthScorer | None) -> KeyframeRecord:
+    """The key-frame record of one finished expression folder."""
+    confidence = FrameConfidence.read(folder / CONFIDENCE_NAME)
+    scores = (
+        confidence.scores()
+        if scorer is None
+        else scorer.frame_ious(folder, video, exp.exp_id, confidence.frames)
+    )
+    return KeyframeRecord(
+        video,
+        exp.exp_id,
+        exp.text,
+        confidence.frames,
+        scores,
+        confidence.predicted_iou,
+        confidence.object_score,
+    )

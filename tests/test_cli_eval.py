@@ -12,6 +12,8 @@ from glus_dataset import BAD_VIDEO, Dataset, rle, shared_dataset
 from typer.testing import CliRunner
 
 from glus_cli.cli.app import app
+from glus_cli.errors import OutputError
+from tests.cli_helpers import run_glus
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +48,15 @@ def test_eval_after_batch(dataset: Dataset, tmp_path: Path) -> None:
     assert set(rows) == {("vidA", "0"), ("vidA", "1"), ("vidB", "0")}
     csv_lines = (out / "eval.csv").read_text().splitlines()
     assert csv_lines[0] == "video,exp_id,expression,J,F,J&F,n_frames" and len(csv_lines) == 4
+
+
+def test_eval_output_under_a_file_is_one_error_line(
+    dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    args = ["eval", str(dataset.reference), str(dataset.split), "-o", str(afile / "sub"), "--quiet"]
+    code, output = run_glus(args, capsys)
+    assert code == OutputError.exit_code
+    assert "error: cannot write" in output and "afile" in output
+    assert "internal error" not in output and "Traceback" not in output

@@ -20,8 +20,10 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 from rich.console import Console
 
+from glus_cli.cli.evaluate import render_table
 from glus_cli.errors import InputError, OutputError
-from glus_cli.evaluation import COLUMNS, EvaluationResult, Layout, detect_layout, evaluate
+from glus_cli.evaluation import COLUMNS, EvaluationResult, evaluate
+from glus_cli.ground_truth import Layout, detect_layout
 
 
 def box(shape: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
@@ -216,10 +218,24 @@ def test_write_fails_with_output_error(mevis: tuple[Path, Path], tmp_path: Path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".taken")] == []
 
 
+def test_score_files_create_their_folder(mevis: tuple[Path, Path], tmp_path: Path) -> None:
+    gt, pred = mevis
+    result = evaluate(pred, gt)
+    result.write_csv(tmp_path / "new" / "eval.csv")
+    result.write_json(tmp_path / "new" / "eval.json")
+    assert json.loads((tmp_path / "new" / "eval.json").read_text())["overall"]["n_expressions"] == 3
+    assert (
+        (tmp_path / "new" / "eval.csv")
+        .read_bytes()
+        .startswith(b"video,exp_id,expression,J,F,J&F,n_frames\r\n")
+    )
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["eval.csv", "eval.json"]
+
+
 def test_render_table(mevis: tuple[Path, Path]) -> None:
     gt, pred = mevis
     result = evaluate(pred, gt)
-    table = result.render_table()
+    table = render_table(result)
     assert table.row_count == 4
     console = Console(record=True, width=200)
     console.print(table)
@@ -227,7 +243,7 @@ def test_render_table(mevis: tuple[Path, Path]) -> None:
     assert "two birds [red]" in text
     assert "overall" in text
     assert "51.6" in text  # J&F = 65/126
-    assert result.render_table(per_expression=False).row_count == 1
+    assert render_table(result, per_expression=False).row_count == 1
 
 
 # Ref-YouTube-VOS: palette annotations (pixel value = object id), meta in meta_expressions/<split>/.

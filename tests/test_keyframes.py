@@ -11,11 +11,22 @@ import pytest
 from glus_dataset import Dataset, shared_dataset, shared_model
 from typer.testing import CliRunner
 
+from glus_cli.batch import find_videos, plan_tasks
 from glus_cli.cli import options
 from glus_cli.cli.app import app
 from glus_cli.errors import InputError
-from glus_cli.keyframes import confidence, keyframe_for, read_scores
+from glus_cli.keyframes import (
+    CONFIDENCE_NAME,
+    MASKS_DIR,
+    confidence,
+    ground_truth_scores,
+    keyframe_for,
+    read_scores,
+    run_keyframes,
+)
 from glus_cli.metrics import region_similarity
+from glus_cli.protocol import SegmentationOptions
+from glus_cli.runner import Expression
 from glus_cli.testing.videos import DEFAULT_SHAPES, synthetic_mask
 
 YTVOS_FRAMES = ["00000", "00005", "00010"]
@@ -90,3 +101,32 @@ def test_keyframes_with_ground_truth_then_confidence(
     expected = [confidence(i, o) for i, o in zip(entry["predicted_iou"], entry["object_score"], strict=True)]
     assert entry["scores"] == pytest.approx(expected)
     assert json.loads((out / "keyframes.json").read_text()) == {"vidB_0": entry["key_frame"]}
+
+
+def test_run_keyframes_from_python(dataset: Dataset, tmp_path: Path) -> None:
+    tasks = plan_tasks(find_videos(dataset.frames), {"vidB": [Expression("0", "the red circle")]})
+    scorer = ground_truth_scores(dataset.split)
+    run = run_keyframes(
+        shared_model(dataset.checkpoint), tasks, tmp_path, SegmentationOptions(), scorer=scorer
+    )
+
+    assert run.ranking == "ground_truth_iou"
+    assert run.report.failures == [] and len(run.report.outcomes) == 1
+    [record] = run.records
+    assert (record.video, record.exp_id, record.expression) == ("vidB", "0", "the red circle")
+    folder = tmp_path / MASKS_DIR / "vidB" / "0"
+    assert record.frames == ["00000", "00001", "00002"]
+    assert (folder / CONFIDENCE_NAME).is_file()
+    assert record.scores == scorer.frame_ious(folder, "vidB", "0", record.frames)
+    assert json.loads(run.score_path.read_text()) == {"vidB_0": record.key_frame}
+    details = json.loads(run.details_path.read_text())
+    assert details["expressions"]["vidB_0"]["scores"] == record.scores
+    assert details["options"]["stride"] == 1 and details["failures"] == []
+
+
+def test_run_keyframes_checks_the_ground_truth_before_running(dataset: Dataset, tmp_path: Path) -> None:
+    tasks = plan_tasks(find_videos(dataset.frames), {"vidB": [Expression("7", "a cat")]})
+    scorer = ground_truth_scores(dataset.split)
+    with pytest.raises(InputError, match=r"1 expressions have no ground truth \(first: vidB/7\)"):
+        run_keyframes(shared_model(dataset.checkpoint), tasks, tmp_path, SegmentationOptions(), scorer=scorer)
+    assert list(tmp_path.iterdir()) == []

@@ -6,14 +6,46 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from glus_cli.cli.console import console, error_console
 from glus_cli.cli.runs import progress_bar
-from glus_cli.evaluation import Layout, evaluate
+from glus_cli.evaluation import EvaluationResult, evaluate
+from glus_cli.ground_truth import Layout
 from glus_cli.metrics import DEFAULT_BOUND_TH
 
 CSV_NAME = "eval.csv"
 JSON_NAME = "eval.json"
+
+
+def render_table(result: EvaluationResult, *, per_expression: bool = True) -> Table:
+    """A Rich table of the scores in percent: one row per expression (unless turned off), then overall."""
+    table = Table(title=f"J&F ({result.layout.value} layout)", caption="scores in %")
+    for name in ("Video", "Exp", "Expression", "Frames"):
+        table.add_column(name)
+    for name in ("J", "F", "J&F"):
+        table.add_column(name, justify="right")
+    if per_expression:
+        for index, score in enumerate(result.per_expression):
+            table.add_row(
+                Text(score.video),  # Text: names and sentences are shown as they are, never as markup
+                Text(score.exp_id),
+                Text(score.expression),
+                str(score.n_frames),
+                *_percent(score.j, score.f, score.jf),
+                end_section=index == len(result.per_expression) - 1,
+            )
+    overall = result.overall
+    table.add_row(
+        "overall",
+        "",
+        f"{overall.n_expressions} expressions",
+        "",
+        *_percent(overall.j, overall.f, overall.jf),
+        style="bold",
+    )
+    return table
 
 
 def evaluate_command(
@@ -71,16 +103,19 @@ def evaluate_command(
             progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
     out = output_dir if output_dir is not None else predictions
-    out.mkdir(parents=True, exist_ok=True)
     result.write_csv(out / CSV_NAME)
     result.write_json(out / JSON_NAME)
     for warning in result.warnings:
         error_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not quiet:
-        console.print(result.render_table(per_expression=per_expression))
+        console.print(render_table(result, per_expression=per_expression))
     overall = result.overall
     console.print(
         f"J&F {100 * overall.jf:.2f}  J {100 * overall.j:.2f}  F {100 * overall.f:.2f}  "
         f"({overall.n_expressions} expressions); wrote {out / CSV_NAME} and {out / JSON_NAME}",
         highlight=False,
     )
+
+
+def _percent(*values: float) -> list[str]:
+    return [f"{100 * value:.1f}" for value in values]

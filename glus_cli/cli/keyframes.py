@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from glus_cli import __version__
-from glus_cli.batch import BatchHooks, VideoTask, find_videos, load_expressions, plan_tasks
+from glus_cli.batch import find_videos, load_expressions, plan_tasks
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     ExpressionsOption,
@@ -21,48 +18,10 @@ from glus_cli.cli.options import (
     ResumableOutputDirOption,
     option_groups,
 )
-from glus_cli.cli.runs import report_failures, run_with_progress
-from glus_cli.errors import InputError
-from glus_cli.evaluation import Layout
-from glus_cli.keyframes import (
-    CONFIDENCE_NAME,
-    FrameConfidence,
-    KeyframeRecord,
-    Ranking,
-    ground_truth_scores,
-    write_keyframe_files,
-)
+from glus_cli.cli.runs import progress_bar, report_failures, video_progress
+from glus_cli.ground_truth import Layout
+from glus_cli.keyframes import ground_truth_scores, run_keyframes
 from glus_cli.outputs import prepare_output_dir
-from glus_cli.runner import Expression, is_complete
-
-if TYPE_CHECKING:
-    from glus_cli.protocol import FrameResult
-    from glus_cli.video import VideoSource
-
-MASKS_DIR = "masks"
-SCORE_FILE = "keyframes.json"
-DETAILS_FILE = "keyframe_scores.json"
-
-
-def _has_confidence(folder: Path) -> bool:
-    return is_complete(folder) and (folder / CONFIDENCE_NAME).is_file()
-
-
-class _ConfidenceRecorder:
-    """Keeps each pending expression's last frame results and writes them beside its masks."""
-
-    def __init__(self, masks: Path) -> None:
-        self._masks = masks
-        self._results: dict[str, dict[int, FrameResult]] = defaultdict(dict)
-
-    def on_result(self, task: VideoTask, job: Expression, video: VideoSource, result: FrameResult) -> None:
-        self._results[job.exp_id][result.frame_index] = result
-
-    def on_video_done(self, task: VideoTask, video: VideoSource, jobs: list[Expression]) -> None:
-        for job in jobs:
-            results = self._results.pop(job.exp_id, {})
-            confidence = FrameConfidence.from_results(video.frame_names, results)
-            confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
 
 
 @option_groups
@@ -98,71 +57,28 @@ def keyframes(
       glus keyframes mevis/train/JPEGImages -e mevis/train/meta_expressions.json --ground-truth mevis/train
     """
     options = protocol.segmentation_options()
-    stride, max_frames = protocol.stride, protocol.max_frames
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     scorer = None
     if ground_truth is not None:
         scorer = ground_truth_scores(ground_truth, layout=layout, meta_path=meta)
-        unknown = [
-            f"{task.name}/{exp.exp_id}"
-            for task in tasks
-            for exp in task.expressions
-            if (task.name, exp.exp_id) not in scorer
-        ]
-        if unknown:
-            raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
+        scorer.require(tasks)  # before the model loads
     out = prepare_output_dir(output_dir, resume=True)
-    masks = out / MASKS_DIR
     glus = model.load()
-    recorder = _ConfidenceRecorder(masks)
-    report = run_with_progress(
-        glus,
-        tasks,
-        masks,
-        ["png"],
-        options,
-        stride=stride,
-        max_frames=max_frames,
-        keyframes=None,
-        quiet=quiet,
-        hooks=BatchHooks(_has_confidence, None, recorder.on_result, recorder.on_video_done),
-    )
-    failed = {failure.video for failure in report.failures}
-    records = []
-    for task in tasks:
-        if task.name in failed:
-            continue
-        for exp in task.expressions:
-            folder = masks / task.name / exp.exp_id
-            confidence = FrameConfidence.read(folder / CONFIDENCE_NAME)
-            scores = (
-                confidence.scores()
-                if scorer is None
-                else scorer.frame_ious(folder, task.name, exp.exp_id, confidence.frames)
-            )
-            records.append(
-                KeyframeRecord(
-                    task.name,
-                    exp.exp_id,
-                    exp.text,
-                    confidence.frames,
-                    scores,
-                    confidence.predicted_iou,
-                    confidence.object_score,
-                )
-            )
-    ranking: Ranking = "model_confidence" if scorer is None else "ground_truth_iou"
-    provenance = {
-        "glus_cli_version": __version__,
-        "model": asdict(glus.info),
-        "options": {**asdict(options), "stride": stride, "max_frames": max_frames},
-        "failures": [asdict(failure) for failure in report.failures],
-    }
-    write_keyframe_files(records, ranking, out / SCORE_FILE, out / DETAILS_FILE, provenance)
+    with progress_bar(quiet) as progress:
+        run = run_keyframes(
+            glus,
+            tasks,
+            out,
+            options,
+            scorer=scorer,
+            stride=protocol.stride,
+            max_frames=protocol.max_frames,
+            on_video=video_progress(progress),
+        )
     if scorer is None:
         console.print(
             "[yellow]no ground truth:[/] key frames ranked by the model's own confidence, "
             "not the paper's IoU pseudo-labels"
         )
-    console.print(f"[green]wrote[/] {out / SCORE_FILE} and {out / DETAILS_FILE} ({len(records)} expressions)")
-    report_failures(report)
+    console.print(f"[green]wrote[/] {run.score_path} and {run.details_path} ({len(run.records)} expressions)")
+    report_failures(run.report)

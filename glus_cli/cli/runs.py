@@ -78,17 +78,9 @@ def run_with_progress(
     max_frames: int | None,
     keyframes: KeyframeLookup | None,
     quiet: bool,
-    hooks: BatchHooks | None = None,
 ) -> BatchReport:
-    """`run_batch` with one Rich progress bar per video (the `hooks`' own `on_video` is replaced)."""
+    """`run_batch` with one Rich progress bar per video."""
     with progress_bar(quiet) as progress:
-
-        def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
-            total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
-            bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total)
-            return lambda _job: progress.advance(bar)
-
-        base = hooks or BatchHooks()
         return run_batch(
             glus,
             tasks,
@@ -98,8 +90,21 @@ def run_with_progress(
             stride=stride,
             max_frames=max_frames,
             keyframe_for=keyframes,
-            hooks=BatchHooks(base.is_done, on_video, base.on_result, base.on_video_done),
+            hooks=BatchHooks(on_video=video_progress(progress)),
         )
+
+
+def video_progress(
+    progress: Progress,
+) -> Callable[[VideoTask, VideoSource, list[Expression]], Callable[[int], None]]:
+    """A `BatchHooks.on_video` adding one bar per video to `progress`, advanced after each query step."""
+
+    def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
+        total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
+        bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total)
+        return lambda _job: progress.advance(bar)
+
+    return on_video
 
 
 def report_failures(report: BatchReport) -> None:
