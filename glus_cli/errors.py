@@ -8,6 +8,11 @@ and exits with the class's ``exit_code``; any other exception is a bug.
 from __future__ import annotations
 
 
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (its class name if it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class GlusError(Exception):
     """Base class: a problem explained to the user in one line, never with a traceback."""
 

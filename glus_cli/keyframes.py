@@ -33,6 +33,7 @@ from glus_cli.metrics import region_similarity
 from glus_cli.outputs import write_json_atomic
 
 if TYPE_CHECKING:
+    from glus_cli.batch import KeyframeLookup
     from glus_cli.protocol import FrameResult
 
 Ranking = Literal["ground_truth_iou", "model_confidence"]
@@ -241,3 +242,11 @@ def keyframe_for(
     if found is None:
         raise InputError(f"key frame {value!r} of {video_name}_{exp_id} is not one of the video's frames")
     return found
+
+
+def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
+    """Key-frame indices from a score file, as `run_batch` asks for them (None: no key frames)."""
+    if path is None:
+        return None
+    scores = read_scores(path)
+    return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)

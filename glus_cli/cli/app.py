@@ -12,7 +12,7 @@ import typer
 
 from glus_cli import __version__
 from glus_cli.cli.console import configure_logging, error_console
-from glus_cli.errors import GlusError, OutputError, ResourceError
+from glus_cli.errors import GlusError, OutputError, ResourceError, one_line
 
 app = typer.Typer(
     name="glus",
@@ -51,10 +51,6 @@ def _root(
         os.environ["GLUS_DEBUG"] = "1"
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _as_user_error(error: BaseException) -> GlusError | None:
     """Errors from the environment that are the user's to fix, not bugs."""
     if isinstance(error, MemoryError):
@@ -66,11 +62,11 @@ def _as_user_error(error: BaseException) -> GlusError | None:
     ):  # torch.cuda.OutOfMemoryError, without importing torch here
         return ResourceError(
             "out of GPU memory: try --quantize 4bit/8bit, --dtype bfloat16, or free the GPU ("
-            + _one_line(error)[:120]
+            + one_line(error)[:120]
             + ")"
         )
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError(f"the disk is full: {_one_line(error)}")
+        return OutputError(f"the disk is full: {one_line(error)}")
     return None
 
 
@@ -106,7 +102,7 @@ def _show_click_exception(error: Exception) -> int:
     if ctx is not None:
         error_console.print(ctx.get_usage(), markup=False, highlight=False, soft_wrap=True)
         error_console.print(f"Try '{ctx.command_path} --help' for help.", markup=False, highlight=False)
-    _print_error(_one_line(error))
+    _print_error(one_line(error))
     return code
 
 
@@ -125,19 +121,19 @@ def main() -> None:
         _print_error(_INTERRUPTED)
         sys.exit(EXIT_INTERRUPTED)
     except GlusError as error:
-        _print_error(_one_line(error))
+        _print_error(one_line(error))
         sys.exit(error.exit_code)
     except Exception as error:  # the last line of defence: never a traceback for users
         if isinstance(error, _click_exception_types()):
             sys.exit(_show_click_exception(error))
         user_error = _as_user_error(error)
         if user_error is not None:
-            _print_error(_one_line(user_error))
+            _print_error(one_line(user_error))
             sys.exit(user_error.exit_code)
         if os.environ.get("GLUS_DEBUG"):
             raise
         _print_error(
-            f"{type(error).__name__}: {_one_line(error)} "
+            f"{type(error).__name__}: {one_line(error)} "
             "(a bug in glus-cli; rerun with --debug for the traceback and report it)",
             prefix="internal error:",
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -53,8 +54,10 @@ from glus_cli.cli.options import (
     protocol_options,
 )
 from glus_cli.cli.segment import progress_bar
-from glus_cli.errors import OutputError
-from glus_cli.keyframes import keyframe_for, read_scores
+from glus_cli.distributed.driver import RayRun, run_on_ray
+from glus_cli.distributed.worker import WorkerSpec
+from glus_cli.errors import InputError, OutputError
+from glus_cli.keyframes import keyframe_lookup
 from glus_cli.outputs import new_run_dir, validate_formats, write_json_atomic
 from glus_cli.protocol import DEFAULT_SCHEDULE, MEM_STRIDE, num_query_steps
 from glus_cli.runner import Expression
@@ -92,14 +95,6 @@ def output_root(output_dir: Path | None) -> Path:
     return output_dir
 
 
-def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
-    """Key-frame indices from a score file, for `run_batch` (None: no key frames)."""
-    if path is None:
-        return None
-    scores = read_scores(path)
-    return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)
-
-
 def run_with_progress(
     glus: GlusModel,
     tasks: list[VideoTask],
@@ -132,6 +127,36 @@ def run_with_progress(
             max_frames=max_frames,
             keyframe_for=keyframes,
             hooks=BatchHooks(base.is_done, on_video, base.on_result, base.on_video_done),
+        )
+
+
+def model_load_arguments(model_args: ModelArgs) -> dict[str, Any]:
+    """The model options as `load_glus` keyword arguments (``model`` is its ``source``), for Ray workers."""
+    arguments = asdict(model_args)
+    arguments["source"] = arguments.pop("model")
+    return arguments
+
+
+def run_on_ray_with_progress(
+    tasks: list[VideoTask],
+    spec: WorkerSpec,
+    *,
+    address: str,
+    workers: int | None,
+    shard: tuple[int, int],
+    quiet: bool,
+) -> RayRun:
+    """`run_on_ray` with one Rich progress bar over every pending video, fed by the workers."""
+    with progress_bar(quiet) as progress:
+        bar = progress.add_task(f"{len(tasks)} videos on Ray", total=None)
+        return run_on_ray(
+            tasks,
+            spec,
+            address=address,
+            workers=workers,
+            shard=shard,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            verbose=logging.getLogger().isEnabledFor(logging.INFO),
         )
 
 
@@ -180,6 +205,24 @@ def batch(
             rich_help_panel="Output",
         ),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Spread the videos over Ray workers: local (a cluster on this machine for this run), auto "
+            "(the cluster `ray start` made) or a cluster address. Needs glus-cli[ray].",
+            rich_help_panel="Distributed",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray workers, each with its own model (default: one per GPU, or one per machine on CPUs).",
+            rich_help_panel="Distributed",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
@@ -192,7 +235,11 @@ def batch(
       glus batch mevis/valid_u/JPEGImages -e mevis/valid_u/meta_expressions.json -o preds/
 
       glus batch videos/ -e expressions.csv --shard 0/2 -o preds/   (and --shard 1/2 elsewhere)
+
+      glus batch videos/ -e expressions.csv -o /shared/preds --ray auto   (on a Ray cluster)
     """
+    if workers is not None and ray_address is None:
+        raise InputError("--workers needs --ray")
     watch = Stopwatch()
     shard_index, shard_count = parse_shard(shard) if shard is not None else (0, 1)
     formats_used = list(validate_formats(default_formats(formats)))
@@ -204,20 +251,38 @@ def batch(
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     tasks = select_shard(tasks, shard_index, shard_count)
     out = output_root(output_dir)
-    with watch.time("load_model"):
-        glus = model_args.load()
-    with watch.time("segment"):
-        report = run_with_progress(
-            glus,
-            tasks,
-            out,
-            formats_used,
-            options,
-            stride=stride,
-            max_frames=max_frames,
-            keyframes=lookup,
-            quiet=quiet,
+    extra: dict[str, Any] = {}
+    if ray_address is not None:
+        spec = WorkerSpec(
+            model_load_arguments(model_args),
+            asdict(options),
+            tuple(formats_used),
+            stride,
+            max_frames,
+            None if keyframes is None else str(keyframes),
+            str(out),
         )
+        ray_run = run_on_ray_with_progress(
+            tasks, spec, address=ray_address, workers=workers, shard=(shard_index, shard_count), quiet=quiet
+        )
+        report, model_info, extra["ray"] = ray_run.report, ray_run.model, ray_run.ray
+        watch.seconds.update(ray_run.seconds)
+    else:
+        with watch.time("load_model"):
+            glus = model_args.load()
+        with watch.time("segment"):
+            report = run_with_progress(
+                glus,
+                tasks,
+                out,
+                formats_used,
+                options,
+                stride=stride,
+                max_frames=max_frames,
+                keyframes=lookup,
+                quiet=quiet,
+            )
+        model_info = asdict(glus.info)
     summary_name = (
         "summary.json" if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
     )
@@ -230,7 +295,7 @@ def batch(
             "expressions_file": str(expressions),
             "shard": f"{shard_index}/{shard_count}",
             **report.as_dict(),
-            "model": asdict(glus.info),
+            "model": model_info,
             "options": {
                 **asdict(options),
                 "keyframes": None if keyframes is None else str(keyframes),
@@ -240,6 +305,7 @@ def batch(
             },
             "timings_seconds": watch.seconds,
             "memory": peak_memory(),
+            **extra,
         },
     )
     if not quiet:
