@@ -54,6 +54,7 @@ from glus_cli.cli.options import (
     protocol_options,
 )
 from glus_cli.cli.segment import progress_bar
+from glus_cli.distributed.cluster import import_ray
 from glus_cli.distributed.driver import RayRun, run_on_ray
 from glus_cli.distributed.worker import WorkerSpec
 from glus_cli.errors import InputError, OutputError
@@ -146,18 +147,32 @@ def run_on_ray_with_progress(
     shard: tuple[int, int],
     quiet: bool,
 ) -> RayRun:
-    """`run_on_ray` with one Rich progress bar over every pending video, fed by the workers."""
-    with progress_bar(quiet) as progress:
-        bar = progress.add_task(f"{len(tasks)} videos on Ray", total=None)
+    """`run_on_ray` with one Rich progress bar over every pending video, fed by the workers.
+
+    The bar appears once the workers report (an error before that is one line, with no bar above it).
+    """
+    import_ray()
+    progress = progress_bar(quiet)
+    bar = progress.add_task(f"{len(tasks)} videos on Ray", total=None)
+
+    def show(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(bar, completed=done, total=total)
+
+    try:
         return run_on_ray(
             tasks,
             spec,
             address=address,
             workers=workers,
             shard=shard,
-            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            on_progress=show,
             verbose=logging.getLogger().isEnabledFor(logging.INFO),
         )
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def report_failures(report: BatchReport) -> None:
