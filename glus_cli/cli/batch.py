@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -53,10 +52,8 @@ from glus_cli.cli.options import (
     peak_memory,
     protocol_options,
 )
+from glus_cli.cli.ray_batch import run_on_ray_with_progress, worker_spec
 from glus_cli.cli.segment import progress_bar
-from glus_cli.distributed.cluster import import_ray
-from glus_cli.distributed.driver import RayRun, run_on_ray
-from glus_cli.distributed.worker import WorkerSpec
 from glus_cli.errors import InputError, OutputError
 from glus_cli.keyframes import keyframe_lookup
 from glus_cli.outputs import new_run_dir, validate_formats, write_json_atomic
@@ -129,50 +126,6 @@ def run_with_progress(
             keyframe_for=keyframes,
             hooks=BatchHooks(base.is_done, on_video, base.on_result, base.on_video_done),
         )
-
-
-def model_load_arguments(model_args: ModelArgs) -> dict[str, Any]:
-    """The model options as `load_glus` keyword arguments (``model`` is its ``source``), for Ray workers."""
-    arguments = asdict(model_args)
-    arguments["source"] = arguments.pop("model")
-    return arguments
-
-
-def run_on_ray_with_progress(
-    tasks: list[VideoTask],
-    spec: WorkerSpec,
-    *,
-    address: str,
-    workers: int | None,
-    shard: tuple[int, int],
-    quiet: bool,
-) -> RayRun:
-    """`run_on_ray` with one Rich progress bar over every pending video, fed by the workers.
-
-    The bar appears once the workers report (an error before that is one line, with no bar above it).
-    """
-    import_ray()
-    progress = progress_bar(quiet)
-    bar = progress.add_task(f"{len(tasks)} videos on Ray", total=None)
-
-    def show(done: int, total: int) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        progress.update(bar, completed=done, total=total)
-
-    try:
-        return run_on_ray(
-            tasks,
-            spec,
-            address=address,
-            workers=workers,
-            shard=shard,
-            on_progress=show,
-            verbose=logging.getLogger().isEnabledFor(logging.INFO),
-        )
-    finally:
-        if progress.live.is_started:
-            progress.stop()
 
 
 def report_failures(report: BatchReport) -> None:
@@ -268,15 +221,7 @@ def batch(
     out = output_root(output_dir)
     extra: dict[str, Any] = {}
     if ray_address is not None:
-        spec = WorkerSpec(
-            model_load_arguments(model_args),
-            asdict(options),
-            tuple(formats_used),
-            stride,
-            max_frames,
-            None if keyframes is None else str(keyframes),
-            str(out),
-        )
+        spec = worker_spec(model_args, options, formats_used, stride, max_frames, keyframes, out)
         ray_run = run_on_ray_with_progress(
             tasks, spec, address=ray_address, workers=workers, shard=(shard_index, shard_count), quiet=quiet
         )
