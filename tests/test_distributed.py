@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from glus_cli.distributed.dispatch import Dispatch
 from glus_cli.distributed.driver import merge_reports
 from glus_cli.distributed.plan import longest_first
 from glus_cli.distributed.shared_output import check_sentinel, driver_lock, remove_sentinel, write_sentinel
-from glus_cli.distributed.worker import FaultPlan, ProgressBoard
+from glus_cli.distributed.worker import FaultPlan, GlusWorker, ProgressBoard, WorkerSpec
 from glus_cli.errors import InputError, OutputError, ResourceError
 from glus_cli.runner import RECORD_NAME, ExpressionOutcome
 from glus_cli.testing.videos import write_frame_folder, write_synthetic_video
@@ -193,6 +194,15 @@ def test_sentinel_proves_the_worker_sees_the_drivers_folder(tmp_path: Path) -> N
     with pytest.raises(OutputError):
         check_sentinel(tmp_path / "out", token)
     check_sentinel(tmp_path / "out", other)
+
+
+def test_a_worker_that_does_not_see_out_reports_it_when_pinged(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    token = write_sentinel(tmp_path / "out")
+    spec = WorkerSpec({"source": "unused"}, {}, ("png",), 1, None, None, str(tmp_path / "elsewhere"))
+    worker = GlusWorker(asdict(spec), token)  # the sentinel is checked before the model would load
+    with pytest.raises(OutputError, match="does not see the driver's output folder"):
+        worker.info()
 
 
 def test_fault_plan_syntax() -> None:

@@ -28,6 +28,7 @@ from glus_dataset import copy_tree, tree_bytes
 from glus_cli.cli.app import main
 from glus_cli.cli.batch import EXIT_VIDEOS_FAILED
 from glus_cli.distributed.worker import FAULT_ENV
+from glus_cli.errors import CheckpointError
 from glus_cli.runner import RECORD_NAME
 from glus_cli.testing.checkpoint import SyntheticCheckpoint
 from glus_cli.testing.videos import write_frame_folder, write_synthetic_video
@@ -211,6 +212,17 @@ def test_shard_with_ray_does_only_its_shard(
     assert {path.name for path in out.iterdir() if path.is_dir()} == shard
     assert_same_outputs(out, data.reference, videos=shard)
     assert summary(out, "summary.shard-1-of-2.json")["shard"] == "1/2"
+
+
+def test_a_worker_that_cannot_load_the_model_stops_the_run_with_its_error(
+    cluster: None, data: RayDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "not-a-checkpoint").mkdir()
+    args = data.args(tmp_path / "out", "--ray", "local", "--workers", "1")
+    args[args.index("--model") + 1] = str(tmp_path / "not-a-checkpoint")
+    code, output = run_glus(args, capsys)
+    assert code == CheckpointError.exit_code, output
+    assert output.strip().startswith("error: ") and len(output.strip().splitlines()) == 1
 
 
 def test_ctrl_c_shuts_a_local_cluster_down(data: RayDataset, tmp_path: Path) -> None:

@@ -249,7 +249,9 @@ class _Loop:
             info = self.ray.get(ref)
         except exceptions.RayTaskError as error:  # the constructor failed: stop with its error
             raise _cause(error) from None
-        except exceptions.RayActorError:  # restarting: ask again shortly
+        except exceptions.RayActorError:  # restarting: ask again shortly, unless given up
+            if worker in self.dispatch.dropped:
+                return
             self.dispatch.unreachable(worker, time.monotonic())
             self.ping_again[worker] = time.monotonic() + PING_RETRY_S
             return
