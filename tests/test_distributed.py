@@ -259,3 +259,15 @@ def test_cli_refuses_a_second_driver(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_workers_need_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, output = run_glus([*_dataset(tmp_path), "--workers", "2"], capsys)
     assert (code, output.strip()) == (InputError.exit_code, "error: --workers needs --ray")
+
+
+def test_a_finished_output_needs_no_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ray")
+    args = [*_dataset(tmp_path), "--ray", "local", "--quiet"]
+    (tmp_path / "out" / "v" / "0").mkdir(parents=True)
+    (tmp_path / "out" / "v" / "0" / RECORD_NAME).write_text("{}")
+    code, output = run_glus(args, capsys)
+    assert code == 0, output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["skipped"], summary["outcomes"], summary["model"]) == (["v/0"], [], None)
+    assert summary["ray"] == {"address": "local", "workers": []}
