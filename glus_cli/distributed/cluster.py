@@ -119,7 +119,7 @@ def worker_shape(
         capacity = sum(min(gpu, cpu // num_cpus) for cpu, gpu in zip(cpus, gpus, strict=True))
         count = requested or sum(gpus)
     else:
-        count = requested or len(nodes)
+        count = requested or max(1, len(nodes))
         num_cpus, num_gpus = max(1, min(max(cpus, default=0), sum(cpus) // count)), 0
         worker_device = "cpu" if device == "auto" else device
         capacity = sum(cpu // num_cpus for cpu in cpus)
