@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glus_cli.errors import InputError
+from glus_cli.errors import InputError, one_line
 from glus_cli.json_files import parse_json, read_text
 from glus_cli.runner import Expression, ExpressionOutcome, is_complete, segment_to_outputs
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
@@ -294,7 +294,7 @@ def run_batch(
                 )
             )
         except Exception as error:  # one bad video must not stop the run
-            message = " ".join(str(error).split()) or type(error).__name__
+            message = one_line(error)
             logger.debug("video %s failed", task.name, exc_info=True)
             logger.warning("%s failed: %s", task.name, message)
             report.failures.append(VideoFailure(task.name, message))

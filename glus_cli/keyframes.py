@@ -39,6 +39,7 @@ from glus_cli.outputs import write_json_atomic
 from glus_cli.runner import Expression, is_complete
 
 if TYPE_CHECKING:
+    from glus_cli.batch import KeyframeLookup
     from glus_cli.model.glus import GlusModel
     from glus_cli.protocol import FrameResult, SegmentationOptions
     from glus_cli.video import VideoSource
@@ -389,3 +390,11 @@ def _record(folder: Path, video: str, exp: Expression, scorer: GroundTruthScorer
         confidence.predicted_iou,
         confidence.object_score,
     )
+
+
+def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
+    """Key-frame indices from a score file, as `run_batch` asks for them (None: no key frames)."""
+    if path is None:
+        return None
+    scores = read_scores(path)
+    return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)

@@ -397,6 +397,22 @@ def open_video(
     raise InputError(f"{path} does not exist")
 
 
+def estimate_num_frames(source: Path, *, stride: int = 1, max_frames: int | None = None) -> int:
+    """Frames `open_video` would present, estimated without decoding (for planning work, not for indexing).
+
+    A folder counts its image files; a video file trusts its container's ``CAP_PROP_FRAME_COUNT``, which
+    `VideoFileSource` does not (it may be wrong), hence "estimate". An unreadable source counts 0.
+    """
+    if source.is_dir():
+        total = len(_images_in(source))
+    else:
+        capture = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+        reported = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0.0
+        capture.release()
+        total = int(reported) if math.isfinite(reported) and reported > 0 else 0
+    return len(_subsample(total, stride, max_frames))
+
+
 def natural_key(name: str) -> tuple[list[str | int], str]:
     """Sort key ordering runs of digits by value: ``frame2`` < ``frame10``, ``00009`` < ``00010``."""
     parts: list[str | int] = [

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from glus_cli.batch import (
-    KeyframeLookup,
     find_videos,
     load_expressions,
     parse_shard,
@@ -28,6 +28,7 @@ from glus_cli.cli.options import (
     default_formats,
     option_groups,
 )
+from glus_cli.cli.ray_batch import run_on_ray_with_progress, worker_spec
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -36,19 +37,12 @@ from glus_cli.cli.runs import (
     report_failures,
     run_with_progress,
 )
-from glus_cli.keyframes import keyframe_for, read_scores
+from glus_cli.errors import InputError
+from glus_cli.keyframes import keyframe_lookup
 from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
 
 if TYPE_CHECKING:
     pass
-
-
-def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
-    """Key-frame indices from a score file, for `run_batch` (None: no key frames)."""
-    if path is None:
-        return None
-    scores = read_scores(path)
-    return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)
 
 
 @option_groups
@@ -75,6 +69,24 @@ def batch(
             rich_help_panel="Output",
         ),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Spread the videos over Ray workers: local (a cluster on this machine for this run), auto "
+            "(the cluster `ray start` made) or a cluster address. Needs glus-cli[ray].",
+            rich_help_panel="Distributed",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Ray workers, each with its own model (default: one per GPU, or one per machine on CPUs).",
+            rich_help_panel="Distributed",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
@@ -87,7 +99,11 @@ def batch(
       glus batch mevis/valid_u/JPEGImages -e mevis/valid_u/meta_expressions.json -o preds/
 
       glus batch videos/ -e expressions.csv --shard 0/2 -o preds/   (and --shard 1/2 elsewhere)
+
+      glus batch videos/ -e expressions.csv -o /shared/preds --ray auto   (on a Ray cluster)
     """
+    if workers is not None and ray_address is None:
+        raise InputError("--workers needs --ray")
     watch = Stopwatch()
     shard_index, shard_count = parse_shard(shard) if shard is not None else (0, 1)
     formats_used = list(validate_formats(default_formats(formats)))
@@ -97,20 +113,30 @@ def batch(
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     tasks = select_shard(tasks, shard_index, shard_count)
     out = prepare_output_dir(output_dir, resume=True)
-    with watch.time("load_model"):
-        glus = model.load()
-    with watch.time("segment"):
-        report = run_with_progress(
-            glus,
-            tasks,
-            out,
-            formats_used,
-            options,
-            stride=stride,
-            max_frames=max_frames,
-            keyframes=lookup,
-            quiet=quiet,
+    results: dict[str, Any] = {}
+    if ray_address is not None:
+        spec = worker_spec(model, options, formats_used, stride, max_frames, keyframes, out)
+        ray_run = run_on_ray_with_progress(
+            tasks, spec, address=ray_address, workers=workers, shard=(shard_index, shard_count), quiet=quiet
         )
+        report, model_info, results["ray"] = ray_run.report, ray_run.model, ray_run.ray
+        watch.seconds.update(ray_run.seconds)
+    else:
+        with watch.time("load_model"):
+            glus = model.load()
+        with watch.time("segment"):
+            report = run_with_progress(
+                glus,
+                tasks,
+                out,
+                formats_used,
+                options,
+                stride=stride,
+                max_frames=max_frames,
+                keyframes=lookup,
+                quiet=quiet,
+            )
+        model_info = asdict(glus.info)
     summary_name = SUMMARY_NAME if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
     summary = build_summary(
         "batch",
@@ -119,8 +145,8 @@ def batch(
             "expressions_file": str(expressions),
             "shard": f"{shard_index}/{shard_count}",
         },
-        results=report.as_dict(),
-        model=glus.info,
+        results={**report.as_dict(), **results},
+        model=model_info,
         options=options,
         settings=RunSettings(
             tuple(formats_used),

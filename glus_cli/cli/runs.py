@@ -8,7 +8,8 @@ one set of keys (documented in the README):
 - the command's inputs (``source`` and ``video`` for segment; ``input``, ``expressions_file`` and
   ``shard`` for batch and keyframes);
 - its results (``expressions`` for segment; the batch report's counts, ``failures`` and ``outcomes``);
-- ``model``: where the weights came from and the numeric settings (`ModelInfo`);
+- ``model``: where the weights came from and the numeric settings (`ModelInfo` as a dict; None when
+  no model was loaded because nothing was pending);
 - ``options``: the protocol settings (`SegmentationOptions`) and the run settings (`RunSettings`:
   formats, stride, max_frames, keyframe, keyframes_file);
 - ``timings_seconds`` per stage and ``memory`` (peak RSS, peak CUDA memory).
@@ -42,7 +43,7 @@ from glus_cli.protocol import num_query_steps
 
 if TYPE_CHECKING:
     from glus_cli.batch import KeyframeLookup
-    from glus_cli.model.glus import GlusModel, ModelInfo
+    from glus_cli.model.glus import GlusModel
     from glus_cli.protocol import SegmentationOptions
     from glus_cli.runner import Expression
     from glus_cli.video import VideoSource
@@ -165,7 +166,7 @@ def build_summary(
     *,
     inputs: Mapping[str, Any],
     results: Mapping[str, Any],
-    model: ModelInfo,
+    model: Mapping[str, Any] | None,
     options: SegmentationOptions,
     settings: RunSettings,
     watch: Stopwatch,
@@ -176,7 +177,7 @@ def build_summary(
         "command": command,
         **inputs,
         **results,
-        "model": asdict(model),
+        "model": None if model is None else dict(model),
         "options": {**asdict(options), **asdict(settings), "formats": list(settings.formats)},
         "timings_seconds": watch.seconds,
         "memory": peak_memory(),

@@ -144,7 +144,7 @@ def segment(
                 },
             },
             results={"expressions": [asdict(outcome) for outcome in outcomes]},
-            model=glus.info,
+            model=asdict(glus.info),
             options=options,
             settings=RunSettings(
                 tuple(formats_used), stride, max_frames, keyframe, str(keyframes) if keyframes else None
