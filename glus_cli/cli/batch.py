@@ -75,7 +75,7 @@ def batch(
             "--ray",
             metavar="ADDRESS",
             help="Spread the videos over Ray workers: local (a cluster on this machine for this run), auto "
-            "(the cluster `ray start` made) or a cluster address. Needs glus-cli[ray].",
+            "(the cluster `ray start` made) or a cluster address. Needs glus-cli\\[ray].",
             rich_help_panel="Distributed",
         ),
     ] = None,
