@@ -60,7 +60,6 @@ class OverlayCodec:
         even_size: whether the encoder needs even frame sizes (then odd ones are padded).
         encoder_options: FFmpeg options of the encoder.
         container_options: FFmpeg options of the muxer.
-        fixed_quantiser: a constant quantiser for encoders without a quality (crf) option.
         plays_in_browsers: whether browsers decode the codec.
     """
 
@@ -72,7 +71,6 @@ class OverlayCodec:
     even_size: bool = False
     encoder_options: Mapping[str, str] = field(default_factory=dict)
     container_options: Mapping[str, str] = field(default_factory=dict)
-    fixed_quantiser: int | None = None
     plays_in_browsers: bool = True
 
     def record(self) -> dict[str, str]:
@@ -104,15 +102,13 @@ MP4V = OverlayCodec(
     "MPEG-4 Part 2 (mp4v)",
     "mp4",
     "overlay.mp4",
+    # A fixed quantiser of 3 (ffmpeg's -q:v 3): global_quality is in lambda units, 118 (FF_QP2LAMBDA) each.
+    encoder_options={"flags": "+qscale", "global_quality": str(3 * 118)},
     container_options={"movflags": "+faststart"},
-    fixed_quantiser=3,
     plays_in_browsers=False,
 )
 OVERLAY_CODECS = (H264, VP9, MP4V)
 """The overlay's codecs, best first; the first one PyAV can open is used."""
-
-_LAMBDA_PER_QUANTISER = 118
-"""FFmpeg's FF_QP2LAMBDA: `global_quality` is a quantiser in these units."""
 
 
 class VideoEncodingError(RuntimeError):
@@ -204,9 +200,6 @@ def encode_video(
             context = stream.codec_context
             context.time_base = timing.time_base
             context.options = dict(codec.encoder_options)
-            if codec.fixed_quantiser is not None:
-                context.qscale = True
-                context.global_quality = codec.fixed_quantiser * _LAMBDA_PER_QUANTISER
             for frame in frames:
                 if count == len(timing.pts):
                     raise VideoEncodingError(f"more frames than the {len(timing.pts)} timed")
