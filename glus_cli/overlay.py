@@ -182,8 +182,8 @@ def encode_video(
     codec: OverlayCodec,
     timing: OverlayTiming,
     frame_size: tuple[int, int],
-) -> int:
-    """Encode RGB uint8 (H, W, 3) `frames` of size `frame_size` into the file `path`; return the count.
+) -> None:
+    """Encode RGB uint8 (H, W, 3) `frames` of size `frame_size` into the file `path`, timed by `timing`.
 
     Raises:
         VideoEncodingError: the encoder or muxer failed, or `frames` and `timing` differ in length.
@@ -216,7 +216,6 @@ def encode_video(
         raise VideoEncodingError(f"{codec.encoder}: {exc}") from exc
     if count != len(timing.pts):
         raise VideoEncodingError(f"{count} frames given, {len(timing.pts)} timed")
-    return count
 
 
 def _encoder_problem(codec: OverlayCodec) -> str | None:
@@ -227,6 +226,8 @@ def _encoder_problem(codec: OverlayCodec) -> str | None:
         context.time_base = Fraction(1, 25)
         context.options = dict(codec.encoder_options)
         context.open()
-    except (av.error.FFmpegError, ValueError) as exc:  # UnknownCodecError is a ValueError
+    except av.codec.codec.UnknownCodecError:
+        return "not in this FFmpeg build"
+    except (av.error.FFmpegError, ValueError) as exc:
         return str(exc) or type(exc).__name__
     return None

@@ -12,10 +12,20 @@ import cv2
 import numpy as np
 import pytest
 
+from glus_cli import outputs
 from glus_cli import overlay as overlay_module
 from glus_cli.errors import OutputError
 from glus_cli.outputs import open_writers
-from glus_cli.overlay import H264, MP4V, VARIABLE_RATE_TIME_BASE, VP9, overlay_timing, select_overlay_codec
+from glus_cli.overlay import (
+    H264,
+    MP4V,
+    VARIABLE_RATE_TIME_BASE,
+    VP9,
+    VideoEncodingError,
+    encode_video,
+    overlay_timing,
+    select_overlay_codec,
+)
 from glus_cli.testing.videos import (
     synthetic_mask,
     write_frame_folder,
@@ -135,7 +145,8 @@ def test_fallback_to_vp9_in_webm(
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1, "the fallback is announced once"
     assert "\n" not in warnings[0]
-    assert "no H.264 encoder (libx264" in warnings[0] and "VP9 in overlay.webm" in warnings[0]
+    assert "no H.264 encoder (libx264: not in this FFmpeg build)" in warnings[0]
+    assert "writing VP9 in overlay.webm instead" in warnings[0]
 
 
 def test_fallback_to_mp4v(
@@ -215,3 +226,25 @@ def test_overlay_tint_is_where_the_mask_is(tmp_path: Path) -> None:
     tinted = original * 0.5 + np.array([255, 0, 0]) * 0.5
     assert np.abs(written[inside] - tinted[inside]).mean() < 6
     assert np.abs(written[outside] - original[outside]).mean() < 6
+
+
+def test_frames_and_timing_must_agree(odd_frames: VideoSource, tmp_path: Path) -> None:
+    timing = overlay_timing(odd_frames)
+    frames = [odd_frames.read(0)] * (odd_frames.num_frames - 1)
+    with pytest.raises(VideoEncodingError, match="4 frames given, 5 timed"):
+        encode_video(tmp_path / "short.mp4", frames, H264, timing, odd_frames.frame_size)
+    with pytest.raises(VideoEncodingError, match="more frames than the 5 timed"):
+        encode_video(tmp_path / "long.mp4", [*frames, *frames], H264, timing, odd_frames.frame_size)
+
+
+def test_an_encoder_failure_is_an_output_error_naming_the_overlay(
+    odd_frames: VideoSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(*args: object) -> None:
+        raise VideoEncodingError("libx264: Generic error in an external library")
+
+    monkeypatch.setattr(outputs, "encode_video", failing)
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match=r"cannot encode overlay video .*overlay\.mp4: libx264: Generic"):
+        _write_overlay(odd_frames, out)
+    assert list(out.iterdir()) == []  # no temporary left, no overlay that looks complete
