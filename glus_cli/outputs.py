@@ -10,9 +10,9 @@ returns a `MaskWriterSet` writing any of `FORMATS` into one expression's folder:
   DAVIS palette), written as each mask arrives.
 - ``rle``: ``masks_rle.json``, frame name → COCO RLE ``{"size": [h, w], "counts": "..."}``, written at
   close.
-- ``overlay``: ``overlay.mp4`` (mp4v, the source's fps, one frame per source frame, the mask tinted red
-  with its contour; frames without a mask untinted), written at close by re-reading the source in order.
-  mp4v stores even sizes only, so an odd-sized source is padded by one replicated row or column.
+- ``overlay``: ``overlay.mp4`` (H.264; one frame per source frame at the source's timing, the mask tinted
+  red with its contour; frames without a mask untinted), written at close by re-reading the source in
+  order. Where PyAV has no H.264 encoder it is VP9 in ``overlay.webm``, then mp4v (see `glus_cli.overlay`).
 
 Until close, masks are kept as COCO RLE (a few kB per frame), never decoded frames, so memory stays small
 however long the video is. Every file goes to a hidden temporary in its folder and is renamed into place
@@ -41,6 +41,14 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from glus_cli.errors import InputError, OutputError
+from glus_cli.overlay import (
+    H264,
+    OverlayCodec,
+    VideoEncodingError,
+    encode_video,
+    overlay_timing,
+    select_overlay_codec,
+)
 from glus_cli.video import VideoSource
 
 logger = logging.getLogger(__name__)
@@ -49,7 +57,8 @@ FORMATS = ("png", "palette", "rle", "overlay")
 """Output formats, in the order they are documented."""
 PALETTE_DIRNAME = "palette"
 RLE_FILENAME = "masks_rle.json"
-OVERLAY_FILENAME = "overlay.mp4"
+OVERLAY_FILENAME = H264.filename
+"""The overlay's file name with the preferred codec (``overlay.webm`` after a fallback to VP9)."""
 OVERLAY_COLOR = (255, 0, 0)
 """RGB tint and contour colour of the overlay video."""
 OVERLAY_ALPHA = 0.5
@@ -125,6 +134,7 @@ class MaskWriterSet:
         formats: the formats written.
         out_dir: the expression's folder.
         paths: where each format goes: a folder for ``png`` and ``palette``, a file otherwise.
+        overlay: the overlay's codec, None when ``overlay`` is not among the formats.
     """
 
     def __init__(self, formats: str | Sequence[str], out_dir: Path, video: VideoSource) -> None:
@@ -132,6 +142,7 @@ class MaskWriterSet:
         self.out_dir = Path(out_dir)
         self._video = video
         self.paths: dict[str, Path] = {}
+        self.overlay: OverlayCodec | None = None
         self._frame_writers: list[_FrameWriter] = []
         self._final_writers: list[_FinalWriter] = []
         for name in self.formats:
@@ -145,8 +156,9 @@ class MaskWriterSet:
                 self._final_writers.append(_RleWriter(self.out_dir / RLE_FILENAME, video.frame_names))
                 self.paths[name] = self.out_dir / RLE_FILENAME
             else:
-                self._final_writers.append(_OverlayWriter(self.out_dir / OVERLAY_FILENAME, video))
-                self.paths[name] = self.out_dir / OVERLAY_FILENAME
+                self.overlay = select_overlay_codec()
+                self.paths[name] = self.out_dir / self.overlay.filename
+                self._final_writers.append(_OverlayWriter(self.paths[name], video, self.overlay))
         with _output_errors(self.out_dir):
             self.out_dir.mkdir(parents=True, exist_ok=True)
         if "palette" in self.paths:
@@ -349,37 +361,26 @@ class _RleWriter:
 
 
 class _OverlayWriter:
-    """An mp4v video of the source with the masks tinted, one frame per source frame."""
+    """The source with the masks tinted, one frame per source frame, in `codec`."""
 
-    def __init__(self, path: Path, video: VideoSource) -> None:
+    def __init__(self, path: Path, video: VideoSource, codec: OverlayCodec) -> None:
         self._path = path
         self._video = video
+        self._codec = codec
 
     def finish(self, masks: Mapping[int, RLE]) -> None:
         video = self._video
-        height, width = video.frame_size
-        size = (width + width % 2, height + height % 2)
-        logger.info("writing %s (%d frames)", self._path, video.num_frames)
-        with _output_errors(self._path), _temporary_for(self._path, ".mp4") as temporary:
-            # OpenCV picks the container from the file name: the temporary needs the .mp4 suffix.
-            writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), video.fps, size)
-            if not writer.isOpened():
-                raise OutputError(f"cannot write overlay video {self._path}")
+        logger.info("writing %s (%d frames, %s)", self._path, video.num_frames, self._codec.label)
+        frames = (
+            frame if (rle := masks.get(index)) is None else overlay_mask(frame, mask_utils.decode(rle) > 0)
+            for index, frame in video.iter_frames(range(video.num_frames))
+        )
+        suffix = self._path.suffix  # PyAV is told the container; the suffix keeps the temporary recognisable
+        with _output_errors(self._path), _temporary_for(self._path, suffix) as temporary:
             try:
-                for index, frame in video.iter_frames(range(video.num_frames)):
-                    rle = masks.get(index)
-                    if rle is not None:
-                        frame = overlay_mask(frame, mask_utils.decode(rle).astype(bool))
-                    bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-                    writer.write(cv2.copyMakeBorder(bgr, 0, height % 2, 0, width % 2, cv2.BORDER_REPLICATE))
-            finally:
-                writer.release()
-            written = _frame_count(temporary)
-            if written != video.num_frames:
-                raise OutputError(
-                    f"overlay video {self._path} came out with {written} of {video.num_frames} frames; "
-                    "is the disk full?"
-                )
+                encode_video(temporary, frames, self._codec, overlay_timing(video), video.frame_size)
+            except VideoEncodingError as exc:
+                raise OutputError(f"cannot encode overlay video {self._path}: {exc}") from exc
             _fsync_file(temporary)
             temporary.replace(self._path)
 
@@ -388,15 +389,6 @@ def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _frame_count(path: Path) -> int:
-    """Frame count from the container: exact for the mp4v files written here."""
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    try:
-        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    finally:
-        capture.release()
 
 
 def _fsync_file(path: Path) -> None:

@@ -2,9 +2,9 @@
 
 Shared by `glus segment` and `glus batch`: frames are decoded once per video and shared by all of its
 expressions (see `pipeline.segment_video`); each expression's outputs go to its own folder and are
-closed atomically. An expression's folder is complete when its `expression.json` record exists: that
-file is written last, after every mask file, so a run killed at any moment never leaves a folder that
-looks finished.
+closed atomically, followed by its `preview.jpg` contact sheet (whatever the formats). An expression's
+folder is complete when its `expression.json` record exists: that file is written last, after every mask
+file and the preview, so a run killed at any moment never leaves a folder that looks finished.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glus_cli.outputs import open_writers, write_json_atomic
+from glus_cli.preview import PREVIEW_FILENAME, PreviewSheet
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
@@ -56,6 +57,8 @@ class ExpressionOutcome:
     frames_without_seg: list[str] = field(default_factory=list)
     mean_predicted_iou: float | None = None
     seconds: float = 0.0
+    overlay: dict[str, str] | None = None
+    """The overlay video's ``file``, ``codec`` and ``container`` (None: no overlay asked for)."""
 
 
 def is_complete(expression_dir: Path) -> bool:
@@ -88,13 +91,15 @@ def segment_to_outputs(
             per-frame confidence, as `glus keyframes` does).
 
     Returns:
-        One outcome per job, in order. Each job's `expression.json` is written when its masks are.
+        One outcome per job, in order. Each job's `expression.json` is written once its masks and its
+        `preview.jpg` are.
     """
     outcomes = [
         ExpressionOutcome(job.exp_id, job.text, str(out), job.keyframe, video.num_frames)
         for job, out in zip(jobs, output_dirs, strict=True)
     ]
     ious: list[list[float]] = [[] for _ in jobs]
+    previews = [PreviewSheet(video) for _ in jobs]
     started = time.perf_counter()
     with ExitStack() as stack:
         writers = []
@@ -109,6 +114,7 @@ def segment_to_outputs(
         for result in results:
             index = result.expression_index
             writers[index].write(result.frame_index, result.mask)
+            previews[index].add(result)
             if result.is_seg:
                 ious[index].append(result.iou)
             else:
@@ -118,7 +124,9 @@ def segment_to_outputs(
             if on_step is not None:
                 on_step(index)
     elapsed = time.perf_counter() - started
-    for outcome, job_ious, out in zip(outcomes, ious, output_dirs, strict=True):
+    for outcome, job_ious, out, writer_set, preview in zip(
+        outcomes, ious, output_dirs, writers, previews, strict=True
+    ):
         outcome.mean_predicted_iou = sum(job_ious) / len(job_ious) if job_ious else None
         outcome.seconds = round(elapsed / len(jobs), 3)
         outcome.frames_without_seg = sorted(set(outcome.frames_without_seg))
@@ -128,5 +136,7 @@ def segment_to_outputs(
                 outcome.text,
                 len(outcome.frames_without_seg),
             )
+        outcome.overlay = None if writer_set.overlay is None else writer_set.overlay.record()
+        preview.write(out / PREVIEW_FILENAME)
         write_json_atomic(out / RECORD_NAME, asdict(outcome))
     return outcomes

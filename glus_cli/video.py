@@ -14,14 +14,17 @@ per second at 1080p), stopping early when ``max_frames`` needs no more. The same
 three frames; after seeking to them natively, the decoded frames must match, else the file is read by
 decoding forward from the start whenever it has to seek backwards (exact, slower; logged).
 
-Folders and globs carry no frame rate: they play at `DEFAULT_FPS` (24) unless `folder_fps` says
-otherwise. Their image headers are checked at open (sizes must agree), without decoding the images.
+The same pass records each frame's presentation timestamp as the decoder gives it (`timestamps`), so that
+a variable-frame-rate video keeps its timing in the overlay. Folders and globs carry no frame rate and no
+timestamps: they play at `DEFAULT_FPS` (24) unless `folder_fps` says otherwise. Their image headers are
+checked at open (sizes must agree), without decoding the images.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -71,6 +74,10 @@ class VideoSource(ABC):
             globs, the zero-padded index in the original video (``"00042"``) for video files.
         source_indices: index of each presented frame in the original sequence.
         stride: every `stride`-th original frame is presented.
+        timestamps: presentation time in seconds of each presented frame, from the start of the stream,
+            strictly increasing, as the decoder gives them; None where the source has none (folders,
+            globs) or the decoder gives none that can be trusted. A variable-frame-rate video has uneven
+            steps here, while `fps` is only its average rate.
     """
 
     def __init__(
@@ -83,6 +90,7 @@ class VideoSource(ABC):
         source_indices: list[int],
         stride: int,
         cache_frames: int,
+        timestamps: list[float] | None = None,
     ) -> None:
         self.name = name
         self.fps = fps
@@ -90,6 +98,7 @@ class VideoSource(ABC):
         self.frame_names = frame_names
         self.source_indices = source_indices
         self.stride = stride
+        self.timestamps = timestamps
         self._cache_frames = max(1, cache_frames)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
@@ -218,7 +227,7 @@ class VideoFileSource(VideoSource):
         self._next = 0  # original index of the frame the capture decodes next
         needed = None if max_frames is None else (max_frames - 1) * stride + 1
         try:
-            total, first, probes = self._count_frames(needed)
+            total, first, probes, timestamps = self._count_frames(needed)
         except BaseException:
             self._capture.release()
             raise
@@ -235,6 +244,7 @@ class VideoFileSource(VideoSource):
             source_indices=source_indices,
             stride=stride,
             cache_frames=cache_frames,
+            timestamps=_presented_timestamps(timestamps, source_indices, path),
         )
         self._remember(0, first)
         self._native_seek = self._seeks_exactly(probes)
@@ -251,8 +261,13 @@ class VideoFileSource(VideoSource):
     def _describe(self, index: int) -> str:
         return f"frame {self.source_indices[index]} of {self.path}"
 
-    def _count_frames(self, needed: int | None) -> tuple[int, np.ndarray, dict[int, bytes]]:
-        """Count the frames by grabbing them (up to `needed`); return the count, frame 0 and probe digests."""
+    def _count_frames(self, needed: int | None) -> tuple[int, np.ndarray, dict[int, bytes], list[float]]:
+        """Count the frames by grabbing them (up to `needed`).
+
+        Returns:
+            The count, frame 0, the probe digests, and every counted frame's timestamp in seconds (what
+            the decoder reports after each grab; 0 where it has none).
+        """
         capture = self._live_capture()
         reported = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         estimate = int(reported) if math.isfinite(reported) else 0
@@ -264,15 +279,17 @@ class VideoFileSource(VideoSource):
             raise InputError(f"video {self.path} has no frames")
         first = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         probes: dict[int, bytes] = {}
+        timestamps = [capture.get(cv2.CAP_PROP_POS_MSEC) / 1000]
         count = 1
         while (needed is None or count < needed) and capture.grab():
+            timestamps.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000)
             if count in probe_positions:
                 ok, bgr = capture.retrieve()
                 if ok:
                     probes[count] = _digest(bgr)
             count += 1
         self._next = count
-        return count, first, probes
+        return count, first, probes, timestamps
 
     def _seeks_exactly(self, probes: dict[int, bytes]) -> bool:
         """Whether native seeking lands on the frames the counting pass saw at the probe positions."""
@@ -458,6 +475,23 @@ def _images_in(folder: Path) -> list[Path]:
 def _subsample(total: int, stride: int, max_frames: int | None) -> list[int]:
     """Original indices kept by `stride` then `max_frames`."""
     return list(range(0, total, stride))[:max_frames]
+
+
+def _presented_timestamps(
+    timestamps: Sequence[float], source_indices: Sequence[int], path: Path
+) -> list[float] | None:
+    """The timestamps of the presented frames, or None unless every counted frame has a distinct one.
+
+    OpenCV reports a frame without a timestamp as 0 ms, and some containers give a run of equal ones: only
+    strictly increasing, finite times describe the frames' timing.
+    """
+    trusted = all(math.isfinite(t) for t in timestamps) and all(
+        later > earlier for earlier, later in itertools.pairwise(timestamps)
+    )
+    if not trusted:
+        logger.info("%s: the decoder gives no usable frame timestamps; outputs use its frame rate", path)
+        return None
+    return [timestamps[i] for i in source_indices]
 
 
 def _check_unique_names(names: Sequence[str], paths: Sequence[Path]) -> None:

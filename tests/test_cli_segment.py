@@ -184,6 +184,8 @@ def test_overlay_has_the_source_frame_count_and_fps(all_formats: tuple[Run, Path
         capture = cv2.VideoCapture(str(folder / "overlay.mp4"))
         try:
             assert capture.isOpened()
+            fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+            assert fourcc == "h264"  # what browsers play
             assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(VIDEO_FPS, abs=1e-3)
             frames = 0
             while capture.read()[0]:
@@ -192,6 +194,35 @@ def test_overlay_has_the_source_frame_count_and_fps(all_formats: tuple[Run, Path
             assert int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == VIDEO_SIZE[0]
         finally:
             capture.release()
+
+
+def test_the_record_names_the_overlay_codec(
+    all_formats: tuple[Run, Path], folder_run: tuple[Run, Path]
+) -> None:
+    _, out = all_formats
+    h264 = {"file": "overlay.mp4", "codec": "h264", "container": "mp4"}
+    for folder in expression_dirs(out):
+        assert json.loads((folder / "expression.json").read_text())["overlay"] == h264
+    summary = json.loads((out / "summary.json").read_text())
+    assert [expression["overlay"] for expression in summary["expressions"]] == [h264, h264]
+    _, no_overlay = folder_run
+    (folder,) = expression_dirs(no_overlay)
+    assert json.loads((folder / "expression.json").read_text())["overlay"] is None
+
+
+@pytest.mark.parametrize("run", ["all_formats", "folder_run"])
+def test_every_expression_has_a_preview(request: pytest.FixtureRequest, run: str) -> None:
+    """Whatever the formats: a contact sheet of 6 tiles at most, 3 a row, 320 pixels wide each."""
+    _, out = request.getfixturevalue(run)
+    height, width = VIDEO_SIZE if run == "all_formats" else FOLDER_SIZE
+    tiles = 3 if run == "all_formats" else 2  # every frame of a short video
+    expected = (tiles * 320, round(320 * height / width) + 20 + 64)
+    for folder in expression_dirs(out):
+        with Image.open(folder / "preview.jpg") as preview:
+            assert preview.format == "JPEG"
+            assert preview.size == expected
+        record_time = (folder / "expression.json").stat().st_mtime_ns
+        assert (folder / "preview.jpg").stat().st_mtime_ns <= record_time  # the record is written last
 
 
 def test_no_temporaries_are_left(all_formats: tuple[Run, Path]) -> None:

@@ -10,7 +10,12 @@ import pytest
 
 from glus_cli import video as video_module
 from glus_cli.errors import InputError
-from glus_cli.testing.videos import synthetic_frame, write_frame_folder, write_synthetic_video
+from glus_cli.testing.videos import (
+    synthetic_frame,
+    write_frame_folder,
+    write_synthetic_video,
+    write_variable_rate_video,
+)
 from glus_cli.video import DEFAULT_FPS, ImageSequenceSource, VideoFileSource, natural_key, open_video
 
 SIZE = (98, 130)
@@ -148,6 +153,44 @@ def test_frame_count_ignores_wrong_metadata(clip: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(video_module.cv2, "VideoCapture", LyingCapture)
     with open_video(clip) as source:
         assert source.num_frames == NUM_FRAMES
+
+
+def test_timestamps_of_a_constant_rate_video(clip: Path) -> None:
+    with open_video(clip, stride=3, max_frames=4) as source:
+        assert source.timestamps == pytest.approx([i / 29.97 for i in (0, 3, 6, 9)], abs=1e-6)
+
+
+def test_timestamps_of_a_variable_rate_video(tmp_path: Path) -> None:
+    times = [0.0, 0.1, 0.15, 0.4, 0.45, 1.0, 1.04]
+    path = write_variable_rate_video(tmp_path / "vfr.mp4", times)
+    with open_video(path) as source:
+        assert source.num_frames == len(times)
+        assert source.timestamps == pytest.approx(times, abs=1e-6)
+    with open_video(path, stride=2, max_frames=3) as source:
+        assert source.timestamps == pytest.approx([0.0, 0.15, 0.45], abs=1e-6)
+
+
+def test_frames_without_timestamps(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_video(write_frame_folder(tmp_path / "frames", 2, SIZE, ext="png")) as source:
+        assert source.timestamps is None  # folders carry none
+    real_capture = cv2.VideoCapture
+
+    class NoTimestamps:
+        """A capture whose decoder reports every frame at 0 ms, as OpenCV does for frames without one."""
+
+        def __init__(self, *args: object) -> None:
+            self._capture = real_capture(*args)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._capture, name)
+
+        def get(self, prop: int) -> float:
+            return 0.0 if prop == cv2.CAP_PROP_POS_MSEC else self._capture.get(prop)
+
+    monkeypatch.setattr(video_module.cv2, "VideoCapture", NoTimestamps)
+    with open_video(clip) as source:
+        assert source.num_frames == NUM_FRAMES
+        assert source.timestamps is None
 
 
 def test_one_frame_video_is_valid(tmp_path: Path) -> None:

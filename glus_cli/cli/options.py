@@ -123,7 +123,7 @@ FormatOption = Annotated[
         "--format",
         "-f",
         help="Output format, repeatable: png (0/255 masks), palette (DAVIS-style), rle (COCO RLE json), "
-        "overlay (mp4). Default: png.",
+        "overlay (H.264 mp4 that browsers play). Default: png; preview.jpg is always written.",
         rich_help_panel=_OUTPUT,
     ),
 ]

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
+import av
 import cv2
 import numpy as np
 
@@ -97,6 +99,32 @@ def write_synthetic_video(
             writer.write(cv2.cvtColor(synthetic_frame(index, size, shapes), cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
+    return path
+
+
+def write_variable_rate_video(
+    path: str | Path,
+    timestamps: Sequence[float],
+    size: tuple[int, int] = (64, 90),
+    shapes: Sequence[Shape] = DEFAULT_SHAPES,
+) -> Path:
+    """Write a variable-frame-rate MP4: synthetic frame i shown at ``timestamps[i]`` seconds; return its path.
+
+    OpenCV's writer knows only constant rates, so this one is written with PyAV (MPEG-4 Part 2, a clock of
+    1/1000 s). `timestamps` must be strictly increasing multiples of a millisecond; `size` (H, W) even.
+    """
+    path = Path(path)
+    height, width = size
+    clock = Fraction(1, 1000)
+    with av.open(str(path), "w", format="mp4") as output:
+        stream = output.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = clock
+        for index, seconds in enumerate(timestamps):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(index, size, shapes), format="rgb24")
+            frame.pts, frame.time_base = round(seconds / clock), clock
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
     return path
 
 
