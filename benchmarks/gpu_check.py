@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from stage_timing import (
     EXPRESSIONS,
@@ -63,7 +64,7 @@ from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 from glus_cli.model.glus import GlusModel, resolve_device
 from glus_cli.model.mllm import RotaryTable, SegLanguageModel
 from glus_cli.pipeline import segment_video
-from glus_cli.protocol import SegmentationOptions
+from glus_cli.protocol import FrameResult, SegmentationOptions
 
 logger = logging.getLogger("gpu_check")
 
@@ -140,16 +141,17 @@ def median_ms(run: Callable[[], object], device: torch.device, repeats: int, war
     return statistics.median(times)
 
 
-def untimed_run(model: GlusModel, source: SyntheticSource, count: int, schedule: str, threads: bool) -> float:
-    """Seconds of one `segment_video` run without stage wrappers (the real end-to-end time)."""
+def untimed_run(
+    model: GlusModel, source: SyntheticSource, count: int, schedule: str, threads: bool
+) -> tuple[float, list[FrameResult]]:
+    """Seconds and results of one `segment_video` run without stage wrappers (the real end-to-end time)."""
     options = SegmentationOptions(schedule=schedule, host_threads=threads)
     sync = synchronizer(model.device) or (lambda: None)
     sync()
     start = time.perf_counter()
-    for _ in segment_video(model, source, EXPRESSIONS[:count], options):
-        pass
+    results = list(segment_video(model, source, EXPRESSIONS[:count], options))
     sync()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, results
 
 
 # --- sections ----------------------------------------------------------------------------------------
@@ -265,10 +267,11 @@ def syncs_per_frame(model: GlusModel, plan: Plan) -> dict | None:
     return report
 
 
-def speed(model: GlusModel, plan: Plan, runs: dict[str, RunRecord]) -> dict:
+def speed(model: GlusModel, plan: Plan, runs: dict[str, RunRecord], threaded: dict[str, list]) -> dict:
     """Per-stage ms per frame (serial, synchronised), end-to-end ms and FPS with threads on and off.
 
-    The stage-timed runs are kept in `runs` by "schedule/count" for `exactness`.
+    The stage-timed runs (host threads off) are kept in `runs` and the results of the runs with the
+    threads on in `threaded`, by "schedule/count", for `exactness`.
     """
     device = model.device
     source = SyntheticSource(plan.frames, plan.size)
@@ -279,50 +282,45 @@ def speed(model: GlusModel, plan: Plan, runs: dict[str, RunRecord]) -> dict:
             reset_peak(device)
             run = timed_run(model, source, EXPRESSIONS[:count], schedule, synchronize=synchronizer(device))
             runs[key] = run
-            threaded = untimed_run(model, source, count, schedule, threads=True)
-            serial = untimed_run(model, source, count, schedule, threads=False)
+            threads_on, threaded[key] = untimed_run(model, source, count, schedule, threads=True)
+            # On the CPU the stage timer costs nothing, so its run is the threads-off run; on a GPU its
+            # synchronisations would slow the run, so time one without it.
+            threads_off = run.seconds
+            if device.type == "cuda":
+                threads_off, _ = untimed_run(model, source, count, schedule, threads=False)
             model_seconds = sum(v for stage, v in run.stages.items() if stage not in ("preprocess", "other"))
             report[key] = {
                 "stages_ms_per_frame": {s: 1000 * run.stages.get(s, 0.0) / plan.frames for s in STAGES},
-                "ms_per_frame": 1000 * threaded / plan.frames,
-                "fps": plan.frames / threaded,
-                "ms_per_frame_threads_off": 1000 * serial / plan.frames,
-                "host_ms_per_frame": 1000 * max(serial - model_seconds, 0.0) / plan.frames,
-                "host_ms_per_frame_threads_on": 1000 * max(threaded - model_seconds, 0.0) / plan.frames,
+                "ms_per_frame": 1000 * threads_on / plan.frames,
+                "fps": plan.frames / threads_on,
+                "ms_per_frame_threads_off": 1000 * threads_off / plan.frames,
+                "host_ms_per_frame": 1000 * max(threads_off - model_seconds, 0.0) / plan.frames,
+                "host_ms_per_frame_threads_on": 1000 * max(threads_on - model_seconds, 0.0) / plan.frames,
                 "peak_mib": peak_mib(device),
             }
     return report
 
 
-def exactness(model: GlusModel, plan: Plan, runs: dict[str, RunRecord]) -> dict:
-    """`fast-exact` and `fast` against `reference` (the most expressions of `speed`'s runs), and the host
-    threads on against off."""
-    source = SyntheticSource(plan.frames, plan.size)
+def exactness(plan: Plan, runs: dict[str, RunRecord], threaded: dict[str, list[FrameResult]]) -> dict:
+    """From `speed`'s runs with the most expressions: `fast-exact` and `fast` against `reference`, and
+    every schedule with the host threads on against off (must be bit-identical)."""
     count = max(plan.expression_counts)
     reference = runs[f"reference/{count}"]
-    report = {}
+    report: dict = {}
     for schedule in ("fast-exact", "fast"):
         agreement = compare(reference, runs[f"{schedule}/{count}"])
-        report[schedule] = {
-            key: agreement[key]
-            for key in (
-                "same_tokens",
-                "identical_masks",
-                "identical_scores",
-                "min_iou",
-                "seg_answers",
-                "results",
-            )
-        }
-    threads = {}
-    for on in (True, False):
-        options = SegmentationOptions(schedule="fast", host_threads=on)
-        threads[on] = list(segment_video(model, source, EXPRESSIONS[:count], options))
+        keys = ("same_tokens", "identical_masks", "identical_scores", "min_iou", "seg_answers", "results")
+        report[schedule] = {key: agreement[key] for key in keys}
     report["threads_on_vs_off_bit_identical"] = all(
-        a.frame_index == b.frame_index
-        and bool((a.mask == b.mask).all())
-        and (a.iou, a.object_score) == (b.iou, b.object_score)
-        for a, b in zip(threads[True], threads[False], strict=True)
+        len(threaded[f"{schedule}/{count}"]) == len(runs[f"{schedule}/{count}"].results)
+        and all(
+            (a.expression_index, a.frame_index, a.direction)
+            == (b.expression_index, b.frame_index, b.direction)
+            and np.array_equal(a.mask, b.mask)
+            and (a.iou, a.object_score) == (b.iou, b.object_score)
+            for a, b in zip(threaded[f"{schedule}/{count}"], runs[f"{schedule}/{count}"].results, strict=True)
+        )
+        for schedule in SCHEDULES
     )
     return report
 
@@ -404,30 +402,41 @@ def llm_7b(device: torch.device, plan: Plan) -> dict:
 # --- main --------------------------------------------------------------------------------------------
 
 
+def attempt(name: str, measure: Callable[..., object], *args: object) -> object:
+    """`measure(*args)`, or `{"error": ...}` when it raises: one failing section must not cost the GPU run."""
+    logger.info("%s", name)
+    try:
+        return measure(*args)
+    except Exception as error:
+        logger.exception("%s failed", name)
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def check(device: torch.device, plan: Plan, work_dir: Path, dtype: str | None, quick: bool) -> dict:
     """Every section, in order."""
     started = time.perf_counter()
     report: dict = {"quick": quick, "plan": {"frames": plan.frames, "size": list(plan.size)}}
-    report["environment"] = environment(device, quick)
-    logger.info("environment: %s", report["environment"])
-    report["audit"], report["syncs_per_frame"], report["speed"] = {}, {}, {}
+    report["environment"] = attempt("environment", environment, device, quick)
+    report["audit"], report["syncs_per_frame"], report["speed"] = {}, None, {}
     report["clip_batch"], report["exactness"] = {}, {}
     for shape in plan.shapes:
-        logger.info("%s checkpoint", shape)
-        model = load_model(shape, work_dir, device=str(device), dtype=dtype)
+        model = attempt(f"{shape} checkpoint", load_model, shape, work_dir, str(device), dtype)
+        if not isinstance(model, GlusModel):
+            report["audit"][shape] = model
+            continue
         warm_up(model, 8)
-        report["audit"][shape] = audit(model)
+        report["audit"][shape] = attempt(f"{shape}: audit", audit, model)
         if shape == "tiny":
-            report["syncs_per_frame"] = syncs_per_frame(model, plan)
+            report["syncs_per_frame"] = attempt("tiny: syncs", syncs_per_frame, model, plan)
         runs: dict[str, RunRecord] = {}
-        report["speed"][shape] = speed(model, plan, runs)
-        report["clip_batch"][shape] = clip_batch(model)
-        report["exactness"][shape] = exactness(model, plan, runs)
+        threaded: dict[str, list[FrameResult]] = {}
+        report["speed"][shape] = attempt(f"{shape}: speed", speed, model, plan, runs, threaded)
+        report["clip_batch"][shape] = attempt(f"{shape}: CLIP batch", clip_batch, model)
+        report["exactness"][shape] = attempt(f"{shape}: exactness", exactness, plan, runs, threaded)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    logger.info("LLaMA-7B-shaped LLM")
-    report["llm_7b"] = llm_7b(device, plan)
+    report["llm_7b"] = attempt("LLaMA-7B-shaped LLM", llm_7b, device, plan)
     report["seconds"] = time.perf_counter() - started
     return report
 

@@ -25,6 +25,10 @@ Three schedules (`SegmentationOptions.schedule`) run the same protocol with diff
   masks agree with `reference` to IoU >= 0.999 per frame (exact in math, not in floating point: the prefix
   and the rest of the prompt go through separate matrix products).
 
+Every schedule knows in advance which frames it visits, in which order, so it hands that plan to
+`glus_cli.frame_inputs`, which decodes and preprocesses the frames ahead on a background thread
+(`SegmentationOptions.host_threads`) while the model works; the results are the same bits either way.
+
 In every schedule frames are freed as soon as no window can show them, and the memory bank keeps only
 entries its read formula can still reach, so memory does not grow with the video's length. With key
 frames, the fast schedules walk the video twice (all forward passes, then all backward passes), so the
