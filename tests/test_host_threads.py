@@ -62,7 +62,7 @@ def _folder_contents(out: Path) -> dict[str, object]:
         record.pop("seconds")
         record.pop("output_dir")
         contents[job.exp_id] = {
-            "files": file_digests(folder),
+            "files": {name: digest for name, digest in file_digests(folder).items() if name != RECORD_NAME},
             "palette": file_digests(folder / outputs.PALETTE_DIRNAME),
             "record": record,
         }
