@@ -154,7 +154,11 @@ def test_writer_keeps_file_order_and_writes_each_record_last(
     for exp_id, index in (("0", 0), ("1", 1)):
         files = [name for folder, name in written if folder == exp_id]
         expected = [f"{r.frame_index:05d}.png" for r in results if r.expression_index == index]
-        assert files == [*expected, RECORD_NAME]
+        assert files == [
+            *expected,
+            outputs.RLE_FILENAME,
+            RECORD_NAME,
+        ]  # the RLE file at close, then the record
 
 
 @pytest.mark.parametrize("host_threads", [True, False])
