@@ -25,6 +25,10 @@ Three schedules (`SegmentationOptions.schedule`) run the same protocol with diff
   masks agree with `reference` to IoU >= 0.999 per frame (exact in math, not in floating point: the prefix
   and the rest of the prompt go through separate matrix products).
 
+Every schedule knows in advance which frames it visits, in which order, so it hands that plan to
+`glus_cli.frame_inputs`, which decodes and preprocesses the frames ahead on a background thread
+(`SegmentationOptions.host_threads`) while the model works; the results are the same bits either way.
+
 In every schedule frames are freed as soon as no window can show them, and the memory bank keeps only
 entries its read formula can still reach, so memory does not grow with the video's length. With key
 frames, the fast schedules walk the video twice (all forward passes, then all backward passes), so the
@@ -43,6 +47,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers import DynamicCache
 
 from glus_cli.errors import InputError
+from glus_cli.frame_inputs import FrameInputStream, FrameRequest, frame_inputs
 from glus_cli.model.glus import GlusModel
 from glus_cli.model.memory_bank import MemoryBank
 from glus_cli.model.mllm import SegDecision
@@ -58,6 +63,7 @@ from glus_cli.protocol import (
     context_frame_indices,
     query_passes,
 )
+from glus_cli.transfers import to_host
 
 logger = logging.getLogger(__name__)
 
@@ -147,16 +153,6 @@ def shared_prefix_length(input_ids: Sequence[int], num_context_frames: int) -> i
 # --- shared by the schedules -------------------------------------------------------------------------
 
 
-def _check_frame_size(frame: np.ndarray, index: int, expected: tuple[int, int] | None) -> tuple[int, int]:
-    """The frame's (H, W); InputError when it differs from the video's first frame (`expected`)."""
-    size = (int(frame.shape[0]), int(frame.shape[1]))
-    if expected is not None and size != expected:
-        raise InputError(
-            f"frame {index} is {size[1]}×{size[0]}, but earlier frames are {expected[1]}×{expected[0]}"
-        )
-    return size
-
-
 def _segment_frame(
     model: GlusModel,
     decision: SegDecision,
@@ -187,61 +183,71 @@ def _segment_frame(
     mask = upsample_logits(decoded.low_res_logits, frame_size)[0, 0] > 0
     bank.write(position, segmenter.encode_memory(features, conditioned, decoded))
     bank.discard_unreadable(position + 1)
+    # One wait for the GPU for the mask and both scores, after the memory encoder was launched.
+    scores = torch.cat([decoded.iou.float().reshape(1), decoded.object_score.float().reshape(1)])
+    host_mask, (iou, object_score) = to_host(mask, scores)
     return FrameResult(
         expression_index,
         frame_index,
         position,
         direction,
-        mask.cpu().numpy(),
+        host_mask,
         True,
-        float(decoded.iou.float()[0, 0]),
-        float(decoded.object_score.float()[0, 0]),
+        float(iou),
+        float(object_score),
     )
 
 
 # --- reference schedule ------------------------------------------------------------------------------
 
 
-class _PreprocessedFrames:
-    """Decoded + preprocessed frames of one expression's passes, kept while the context or a window uses them.
+class _ReferenceFrames:
+    """The preprocessed frames one expression's step shows: the context frames and the pass's window.
 
-    The official script preprocesses every frame of the video up front, once per expression; doing it
-    just in time changes no arithmetic and bounds memory for long videos.
+    Frames come from the schedule's `FrameInputStream` in visiting order. The context frames' CLIP inputs
+    are kept for the expression; a query frame's CLIP input while the window can show it, its SAM2 input
+    while it is visited. The official script preprocesses every frame of the video up front, once per
+    expression; doing it just in time changes no arithmetic and bounds memory for long videos.
     """
 
-    def __init__(self, model: GlusModel, source: FrameSource, pinned: Sequence[int], capacity: int) -> None:
-        self._model = model
-        self._source = source
-        self._pinned = set(pinned)
-        self._capacity = capacity
-        self._clip: dict[int, torch.Tensor] = {}
-        self._sam: dict[int, torch.Tensor] = {}
+    def __init__(self, inputs: FrameInputStream, context: Sequence[int], num_query_frames: int) -> None:
+        self._inputs = inputs
+        self._num_query_frames = num_query_frames
+        self._context = {index: inputs.take(index).clip_pixels for index in dict.fromkeys(context)}
+        self._window: dict[int, torch.Tensor] = {}
+        self._sam: torch.Tensor | None = None
         self.frame_size: tuple[int, int] | None = None
 
-    def _frame(self, index: int) -> np.ndarray:
-        frame = self._source.read(index)
-        self.frame_size = _check_frame_size(frame, index, self.frame_size)
-        return frame
+    def start_pass(self) -> None:
+        """Forget the previous pass's window."""
+        self._window.clear()
 
-    def _cached(
-        self, cache: dict[int, torch.Tensor], index: int, make: Callable[[np.ndarray], torch.Tensor]
-    ) -> torch.Tensor:
-        if index in cache:
-            cache[index] = cache.pop(index)  # most recently used last
-            return cache[index]
-        cache[index] = make(self._frame(index))
-        evictable = [i for i in cache if i not in self._pinned]
-        while len(cache) > self._capacity + len(self._pinned) and evictable:
-            del cache[evictable.pop(0)]
-        return cache[index]
+    def visit(self, index: int) -> None:
+        """Take the inputs of query frame `index`, the pass's next frame."""
+        inputs = self._inputs.take(index)
+        self.frame_size = inputs.size
+        self._window[index] = self._context[index] if inputs.clip_pixels is None else inputs.clip_pixels
+        while len(self._window) > self._num_query_frames:
+            del self._window[next(iter(self._window))]  # the oldest: no later window shows it
+        self._sam = inputs.sam_pixels
 
     def clip(self, index: int) -> torch.Tensor:
-        """(1, 3, 224, 224) CLIP input of frame `index`."""
-        return self._cached(self._clip, index, self._model.clip_preprocess)
+        """(1, 3, 224, 224) CLIP input of a context frame or of a frame of the current window."""
+        return self._context[index] if index in self._context else self._window[index]
 
-    def sam(self, index: int) -> torch.Tensor:
-        """(1, 3, 1024, 1024) SAM2 input of frame `index`."""
-        return self._cached(self._sam, index, self._model.segmenter.preprocess)
+    def sam(self) -> torch.Tensor:
+        """(1, 3, 1024, 1024) SAM2 input of the frame being visited."""
+        return self._sam
+
+
+def _reference_requests(passes: Sequence[Sequence[QueryPass]], context: Sequence[int]) -> list[FrameRequest]:
+    """The frames the reference schedule takes, in order: per expression, its context, then its passes."""
+    requests = []
+    for expression_passes in passes:
+        requests += [FrameRequest(index, sam=False) for index in dict.fromkeys(context)]
+        for query_pass in expression_passes:
+            requests += [FrameRequest(index, clip=index not in context) for index in query_pass.frames]
+    return requests
 
 
 def _reference_schedule(
@@ -253,17 +259,21 @@ def _reference_schedule(
     options: SegmentationOptions,
 ) -> Iterator[FrameResult]:
     """Expressions one after another, each pass with a fresh memory bank, as the official script runs."""
-    for expression_index, (expression, expression_passes) in enumerate(zip(expressions, passes, strict=True)):
-        frames = _PreprocessedFrames(model, source, pinned=context, capacity=options.num_query_frames + 1)
-        for query_pass in expression_passes:
-            yield from _reference_pass(
-                model, frames, expression, expression_index, context, query_pass, options
-            )
+    requests = _reference_requests(passes, context)
+    with frame_inputs(model, source, requests, threaded=options.host_threads) as inputs:
+        for expression_index, (expression, expression_passes) in enumerate(
+            zip(expressions, passes, strict=True)
+        ):
+            frames = _ReferenceFrames(inputs, context, options.num_query_frames)
+            for query_pass in expression_passes:
+                yield from _reference_pass(
+                    model, frames, expression, expression_index, context, query_pass, options
+                )
 
 
 def _reference_pass(
     model: GlusModel,
-    frames: _PreprocessedFrames,
+    frames: _ReferenceFrames,
     expression: str,
     expression_index: int,
     context: list[int],
@@ -272,7 +282,9 @@ def _reference_pass(
 ) -> Iterator[FrameResult]:
     """One query pass in the official order of work."""
     bank = MemoryBank(options.num_maskmem, options.mem_stride)
+    frames.start_pass()
     for position, frame_index in enumerate(query_pass.frames):
+        frames.visit(frame_index)
         window = [query_pass.frames[p] for p in query_window(position, options.num_query_frames)]
         input_ids = build_prompt_ids(
             model.tokenizer, expression, position, options.num_context_frames, options.num_query_frames
@@ -285,7 +297,7 @@ def _reference_pass(
         yield _segment_frame(
             model,
             decision,
-            lambda index=frame_index: model.segmenter.encode_frame(frames.sam(index)),
+            lambda: model.segmenter.encode_frame(frames.sam()),
             bank,
             frames.frame_size,
             expression_index,
@@ -301,42 +313,49 @@ def _reference_pass(
 class _SharedFrameWork:
     """The per-frame work every expression of a video shares, done once per frame and sweep.
 
+    Frames come from the schedule's `FrameInputStream`: the context frames, then each visited frame.
+
     - Image tokens (CLIP -> pooling -> projector, (64, hidden)) of one frame per call: the context
       frames' for the whole video, a query frame's while some window can still show it (`retain`).
-    - SAM2 image-encoder features and decoded pixels of the frame being visited only (`finish_frame`).
+    - SAM2 image-encoder features of the frame being visited only (`finish_frame`).
     """
 
-    def __init__(self, model: GlusModel, source: FrameSource, context: Sequence[int]) -> None:
+    def __init__(self, model: GlusModel, inputs: FrameInputStream, context: Sequence[int]) -> None:
         self._model = model
-        self._source = source
+        self._inputs = inputs
         self._context = frozenset(context)
         self._tokens: dict[int, torch.Tensor] = {}
-        self._pixels: tuple[int, np.ndarray] | None = None
+        self._sam_pixels: tuple[int, torch.Tensor] | None = None
         self._features: tuple[int, FrameFeatures] | None = None
         self.frame_size: tuple[int, int] | None = None
-        self.context_tokens = torch.stack([self.image_tokens(i) for i in context])  # (N_C, 64, hidden)
-        self.finish_frame()
+        for index in dict.fromkeys(context):
+            self._encode_tokens(index, inputs.take(index).clip_pixels)
+        self.context_tokens = torch.stack([self._tokens[i] for i in context])  # (N_C, 64, hidden)
 
-    def _frame(self, index: int) -> np.ndarray:
-        if self._pixels is None or self._pixels[0] != index:
-            frame = self._source.read(index)
-            self.frame_size = _check_frame_size(frame, index, self.frame_size)
-            self._pixels = (index, frame)
-        return self._pixels[1]
+    def _encode_tokens(self, index: int, clip_pixels: torch.Tensor) -> None:
+        # One frame per CLIP call, so a frame's tokens do not depend on which frames share its batch.
+        self._tokens[index] = self._model.vision(clip_pixels)[0]
+
+    def visit(self, index: int) -> None:
+        """Take the inputs of frame `index`, the next frame of the sweep, and compute its image tokens."""
+        inputs = self._inputs.take(index)
+        self.frame_size = inputs.size
+        if inputs.clip_pixels is not None:
+            self._encode_tokens(index, inputs.clip_pixels)
+        self._sam_pixels = (index, inputs.sam_pixels)
 
     def image_tokens(self, index: int) -> torch.Tensor:
-        """(64, hidden) image tokens of frame `index`."""
-        if index not in self._tokens:
-            # One frame per CLIP call, so a frame's tokens do not depend on which frames share its batch.
-            self._tokens[index] = self._model.vision(self._model.clip_preprocess(self._frame(index)))[0]
+        """(64, hidden) image tokens of a context frame or of a visited frame still retained."""
         return self._tokens[index]
 
     def frame_features(self, index: int) -> FrameFeatures:
-        """SAM2 image-encoder features of frame `index`, computed once for every expression."""
+        """SAM2 image-encoder features of the visited frame `index`, computed once for every expression."""
         if self._features is None or self._features[0] != index:
             self._features = None  # free the previous frame's features before encoding
-            segmenter = self._model.segmenter
-            self._features = (index, segmenter.encode_frame(segmenter.preprocess(self._frame(index))))
+            visited, pixels = self._sam_pixels
+            if visited != index:
+                raise RuntimeError(f"SAM2 features of frame {index} asked for while visiting frame {visited}")
+            self._features = (index, self._model.segmenter.encode_frame(pixels))
         return self._features[1]
 
     def retain(self, frames: set[int]) -> None:
@@ -345,8 +364,8 @@ class _SharedFrameWork:
             del self._tokens[index]
 
     def finish_frame(self) -> None:
-        """Drop the visited frame's pixels and SAM2 features."""
-        self._pixels = None
+        """Drop the visited frame's SAM2 input and features."""
+        self._sam_pixels = None
         self._features = None
 
     def num_cached_tokens(self) -> int:
@@ -487,10 +506,11 @@ class _LanguageStep:
             ]
         )
         hidden = language(batch, past_key_values=cache)  # (B, max L_i, hidden)
-        return [
-            language.decide(hidden[row : row + 1, length - 1 : length], full_sequence=False)
-            for row, length in enumerate(lengths)
-        ]
+        # Each prompt's last real row, gathered by slicing: indices from the host, no copy to the GPU.
+        last_rows = torch.cat(
+            [hidden[row : row + 1, length - 1 : length] for row, length in enumerate(lengths)]
+        )
+        return language.decide_last_rows(last_rows)  # (B, 1, hidden) -> B decisions
 
 
 def _fast_schedule(
@@ -509,7 +529,43 @@ def _fast_schedule(
     pass visits frames in increasing order, a backward pass in decreasing order, so every pass's frames
     come in its own order.
     """
-    shared = _SharedFrameWork(model, source, context)
+    tracks = [
+        _Track(expression_index, expression, query_pass, MemoryBank(options.num_maskmem, options.mem_stride))
+        for expression_index, (expression, expression_passes) in enumerate(
+            zip(expressions, passes, strict=True)
+        )
+        for query_pass in expression_passes
+    ]
+    requests = _fast_requests(tracks, context)
+    with frame_inputs(model, source, requests, threaded=options.host_threads) as inputs:
+        yield from _fast_sweeps(model, inputs, tracks, context, options)
+
+
+def _sweep_frames(tracks: Sequence[_Track], direction: str) -> list[int]:
+    """The frames a sweep visits, in order: every frame of its passes, ascending forward, descending back."""
+    passes = [track.query_pass for track in tracks if track.query_pass.direction == direction]
+    return sorted(
+        {frame for query_pass in passes for frame in query_pass.frames}, reverse=direction == "backward"
+    )
+
+
+def _fast_requests(tracks: Sequence[_Track], context: Sequence[int]) -> list[FrameRequest]:
+    """The frames the fast schedules take, in order: the context frames, then each sweep's frames."""
+    requests = [FrameRequest(index, sam=False) for index in dict.fromkeys(context)]
+    for direction in ("forward", "backward"):
+        requests += [FrameRequest(i, clip=i not in context) for i in _sweep_frames(tracks, direction)]
+    return requests
+
+
+def _fast_sweeps(
+    model: GlusModel,
+    inputs: FrameInputStream,
+    tracks: Sequence[_Track],
+    context: list[int],
+    options: SegmentationOptions,
+) -> Iterator[FrameResult]:
+    """The forward sweep, then the backward one, over frames taken from `inputs`."""
+    shared = _SharedFrameWork(model, inputs, context)
     batch_size = options.llm_batch_size
     if batch_size is None:
         batch_size = 1 if model.device.type == "cpu" else ACCELERATOR_LLM_BATCH_SIZE
@@ -520,18 +576,11 @@ def _fast_schedule(
         reuse_prefix=options.schedule == "fast",
         batch_size=batch_size,
     )
-    tracks = [
-        _Track(expression_index, expression, query_pass, MemoryBank(options.num_maskmem, options.mem_stride))
-        for expression_index, (expression, expression_passes) in enumerate(
-            zip(expressions, passes, strict=True)
-        )
-        for query_pass in expression_passes
-    ]
     num_query_frames = options.num_query_frames
     for direction in ("forward", "backward"):
         sweep = [track for track in tracks if track.query_pass.direction == direction]
-        visited = {frame for track in sweep for frame in track.query_pass.frames}
-        for frame_index in sorted(visited, reverse=direction == "backward"):
+        for frame_index in _sweep_frames(sweep, direction):
+            shared.visit(frame_index)
             active = [track for track in sweep if track.next_frame == frame_index]
             questions = [
                 _Question(

@@ -164,6 +164,9 @@ class SegmentationOptions:
             than `fast`), or `reference` (the official order of work, slowest).
         llm_batch_size: `fast` only: at most this many expressions share one LLM forward; None picks 1
             on the CPU (batching is slower there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU.
+        host_threads: decode and preprocess the next frames, and write masks, on background threads
+            while the model works (`glus_cli.background`); False does that work in the calling thread.
+            Results are the same bits either way.
     """
 
     num_context_frames: int = NUM_CONTEXT_FRAMES
@@ -173,6 +176,7 @@ class SegmentationOptions:
     context_sampler: ContextSampler = "clips"
     schedule: Schedule = DEFAULT_SCHEDULE
     llm_batch_size: int | None = None
+    host_threads: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_context_frames", "num_query_frames", "mem_stride", "num_maskmem", "llm_batch_size"):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from glus_cli.background import ordered_worker
 from glus_cli.outputs import open_writers, write_json_atomic
 from glus_cli.preview import PREVIEW_FILENAME, PreviewSheet
 
@@ -87,12 +88,16 @@ def segment_to_outputs(
         formats: output formats (see `glus_cli.outputs.FORMATS`).
         options: protocol settings.
         on_step: called with the job index after each query frame, for progress bars.
-        on_result: called with every `FrameResult` once its mask is written (e.g. to keep SAM2's
-            per-frame confidence, as `glus keyframes` does).
+        on_result: called with every `FrameResult` once its mask is queued for writing (e.g. to keep
+            SAM2's per-frame confidence, as `glus keyframes` does).
 
     Returns:
         One outcome per job, in order. Each job's `expression.json` is written once its masks and its
         `preview.jpg` are.
+
+    With `options.host_threads` the masks are encoded and written on a background thread, one after
+    another in the order they were computed (so each expression's files keep their order); an error
+    there (`OutputError`: disk full, permissions) is raised here, and no `expression.json` is written.
     """
     outcomes = [
         ExpressionOutcome(job.exp_id, job.text, str(out), job.keyframe, video.num_frames)
@@ -106,14 +111,22 @@ def segment_to_outputs(
         for out in output_dirs:
             out.mkdir(parents=True, exist_ok=True)
             writers.append(stack.enter_context(open_writers(formats, out, video)))
+        # Entered after the writers, so it is left first: every queued mask is written (or, after an
+        # error, skipped) before the writers close, and before any `expression.json` below.
+        mask_writer = stack.enter_context(ordered_worker(threaded=options.host_threads))
         from glus_cli.pipeline import segment_video  # torch and transformers load with the model
 
-        results = segment_video(
-            model, video, [job.text for job in jobs], options, keyframes=[j.keyframe for j in jobs]
+        # Closed on the way out, whatever the way: that stops the frame prefetch thread at once.
+        results = stack.enter_context(
+            closing(
+                segment_video(
+                    model, video, [job.text for job in jobs], options, keyframes=[j.keyframe for j in jobs]
+                )
+            )
         )
         for result in results:
             index = result.expression_index
-            writers[index].write(result.frame_index, result.mask)
+            mask_writer.submit(writers[index].write, result.frame_index, result.mask)
             previews[index].add(result)
             if result.is_seg:
                 ious[index].append(result.iou)

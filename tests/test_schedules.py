@@ -77,7 +77,7 @@ def _run(model: GlusModel, scenario: Scenario, variant: str) -> Run:
     """Segment the scenario, recording each LLM decision's token and each LLM forward's batch size."""
     options = SegmentationOptions(context_sampler=scenario.context_sampler, **VARIANTS[variant])
     language = model.language
-    decide, forward = language.decide, language.forward
+    decide, decide_last_rows, forward = language.decide, language.decide_last_rows, language.forward
     answers: list[SegDecision] = []
     batch_sizes: list[int] = []
 
@@ -85,18 +85,23 @@ def _run(model: GlusModel, scenario: Scenario, variant: str) -> Run:
         answers.append(decide(*args, **kwargs))
         return answers[-1]
 
+    def recording_decide_last_rows(*args: object, **kwargs: object) -> list[SegDecision]:
+        answers.extend(decide_last_rows(*args, **kwargs))  # `fast`: one call per LLM batch
+        return answers[len(answers) - len(args[0]) :]
+
     def recording_forward(inputs_embeds: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         batch_sizes.append(inputs_embeds.shape[0])
         return forward(inputs_embeds, *args, **kwargs)
 
     language.decide, language.forward = recording_decide, recording_forward
+    language.decide_last_rows = recording_decide_last_rows
     try:
         source = ArraySource(synthetic_video(scenario.num_frames))
         results = list(
             segment_video(model, source, scenario.expressions, options, keyframes=scenario.keyframes)
         )
     finally:
-        del language.decide, language.forward
+        del language.decide, language.forward, language.decide_last_rows
     # One decision per result, made just before it is yielded.
     assert len(answers) == len(results)
     tokens = {

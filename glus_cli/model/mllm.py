@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AttentionInterface, CLIPVisionModel, LlamaForCausalLM
+from transformers import AttentionInterface, Cache, CLIPVisionModel, LlamaForCausalLM
 
 from glus_cli.model.config import IMAGE_TOKEN_POOL
 from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX
+from glus_cli.transfers import to_device
 
 CLIP_ATTENTION = "glus_clip_eager"
 
@@ -75,14 +76,20 @@ class RotaryTable(nn.Module):
         angles = torch.cat((freqs, freqs), dim=-1)  # (length, head_dim)
         return angles.cos(), angles.sin()
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of shape (batch, seq, head_dim) in `x`'s dtype."""
-        needed = int(position_ids.max()) + 1
-        if needed > self.cos_table.shape[0]:
-            cos, sin = self._table(needed)
+    def ensure_positions(self, length: int) -> None:
+        """Extend the table to at least `length` positions (rows already there keep their bits).
+
+        Callers give the length from what the host knows (cache length + sequence length): reading it
+        from the position ids, as `int(position_ids.max())`, would wait for the GPU at every forward.
+        """
+        if length > self.cos_table.shape[0]:
+            cos, sin = self._table(length)
             self.cos_table = cos.to(self.cos_table)
             self.sin_table = sin.to(self.sin_table)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of shape (batch, seq, head_dim) in `x`'s dtype; positions must be < the table length."""
         return self.cos_table[position_ids].to(x.dtype), self.sin_table[position_ids].to(x.dtype)
 
 
@@ -155,8 +162,8 @@ class SegLanguageModel(nn.Module):
         """
         embed_tokens = self.llm.get_input_embeddings()
         device = embed_tokens.weight.device
-        ids = torch.tensor(input_ids, device=device)
-        image_slots = (ids == IMAGE_TOKEN_INDEX).nonzero().flatten().tolist()
+        ids = to_device(torch.tensor(input_ids), device)
+        image_slots = [slot for slot, token in enumerate(input_ids) if token == IMAGE_TOKEN_INDEX]
         if len(image_slots) != image_tokens.shape[0]:
             raise ValueError(f"prompt has {len(image_slots)} image slots for {image_tokens.shape[0]} images")
         pieces, start = [], 0
@@ -168,8 +175,12 @@ class SegLanguageModel(nn.Module):
         return torch.cat(pieces)[None]
 
     @torch.inference_mode()
-    def forward(self, inputs_embeds: torch.Tensor, past_key_values: object | None = None) -> torch.Tensor:
-        """Final-norm hidden states (1, L, hidden) of a causal prefill; positions continue after the cache."""
+    def forward(self, inputs_embeds: torch.Tensor, past_key_values: Cache | None = None) -> torch.Tensor:
+        """Final-norm hidden states (B, L, hidden) of a causal prefill; positions continue after the cache."""
+        cached = 0 if past_key_values is None else past_key_values.get_seq_length()
+        rotary = self.llm.model.rotary_emb
+        if isinstance(rotary, RotaryTable):
+            rotary.ensure_positions(cached + inputs_embeds.shape[1])
         output = self.llm.model(
             inputs_embeds=inputs_embeds,
             past_key_values=past_key_values,
@@ -185,8 +196,24 @@ class SegLanguageModel(nn.Module):
         code does (only the last row is used); False runs them on the last row only (same math, fewer
         FLOPs; low bits may differ on some kernels).
         """
-        rows = hidden if full_sequence else hidden[:, -1:]
-        token_id = int(self.llm.lm_head(rows)[0, -1].argmax())
+        if not full_sequence:
+            return self.decide_last_rows(hidden[:, -1:])[0]
+        token_id = int(self.llm.lm_head(hidden)[0, -1].argmax())
+        return self._decision(token_id, hidden)
+
+    @torch.inference_mode()
+    def decide_last_rows(self, rows: torch.Tensor) -> list[SegDecision]:
+        """`decide(..., full_sequence=False)` for B prompts at once, from their last rows (B, 1, hidden).
+
+        One `lm_head` over the B rows and one wait for the GPU (the `[SEG]` argmaxes, which decide whether
+        SAM2 runs, as in the official code); the `[SEG]` head then runs on each `[SEG]` row alone, as
+        `decide` runs it, so a prompt's embedding does not depend on the rows batched with it.
+        """
+        token_ids = self.llm.lm_head(rows)[:, -1].argmax(dim=-1).tolist()  # (B,) -> B ints
+        return [self._decision(token_id, rows[row : row + 1]) for row, token_id in enumerate(token_ids)]
+
+    def _decision(self, token_id: int, rows: torch.Tensor) -> SegDecision:
+        """The decision for greedy token `token_id`, with `rows` (1, L, hidden) ending at the answer."""
         if token_id != self.seg_token_id:
             return SegDecision(token_id=token_id, is_seg=False, embedding=None)
         embedding = self.text_hidden_fcs[0](rows)[:, -1:]  # (1, 1, out_dim)
