@@ -32,9 +32,9 @@ import numpy as np
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.errors import InputError
-from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth, read_mask
+from glus_cli.evaluation import paired_masks
+from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
 from glus_cli.json_files import read_json, read_json_object
-from glus_cli.metrics import region_similarity
 from glus_cli.outputs import write_json_atomic
 from glus_cli.runner import Expression, is_complete
 
@@ -167,24 +167,33 @@ class GroundTruthScorer:
         if unknown:
             raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
 
+    def frames(self, video: str, exp_id: str) -> tuple[str, ...]:
+        """The frames the ground truth lists for (video, expression), in its order (the meta file's).
+
+        Raises:
+            InputError: the expression has no ground truth.
+        """
+        return self._task(video, exp_id).frames
+
     def frame_ious(self, folder: Path, video: str, exp_id: str, frames: Sequence[str]) -> list[float]:
         """IoU of ``folder/<frame>.png`` with the ground truth, for each of `frames` (empty vs empty: 1).
 
         Raises:
-            InputError: the expression or one of its frames has no ground truth.
+            InputError: the expression or one of its frames has no ground truth, a mask is missing or
+                unreadable, or its size is not the ground truth's.
         """
+        ious = []
+        for masks in paired_masks(self._task(video, exp_id), folder, frames):
+            if masks.prediction is None:
+                raise InputError(f"{masks.path} is missing")
+            ious.append(masks.region_similarity())
+        return ious
+
+    def _task(self, video: str, exp_id: str) -> ExpressionTask:
         task = self._tasks.get((video, exp_id))
         if task is None:
             raise InputError(f"the ground truth has no expression {exp_id} of video {video}")
-        positions = {name: index for index, name in enumerate(task.frames)}
-        ious = []
-        for frame in frames:
-            if frame not in positions:
-                raise InputError(f"the ground truth of {video}/{exp_id} has no frame {frame}")
-            pred = read_mask(folder / f"{frame}.png")
-            gt = task.truth.mask(positions[frame], frame)
-            ious.append(region_similarity(pred, np.zeros_like(pred) if gt is None else gt))
-        return ious
+        return task
 
 
 @dataclass(frozen=True)
