@@ -12,7 +12,8 @@ predicted mask has the highest IoU with the ground truth. This module
 - reads a score file back into key-frame indices (`keyframe_for`), as the official
   ``inference_iter.py`` does: ``sorted(int(stem) for stem in frames).index(int(value))``;
 - runs the whole procedure over a dataset (`run_keyframes`, behind `glus keyframes`): GLUS on every
-  pending (video, expression) with SAM2's confidence kept beside the masks, then the scores and files.
+  pending (video, expression) with SAM2's confidence kept beside the masks, then the scores and files,
+  and with ground truth the KFS selector's training labels (`glus_cli.kfs_labels`).
 
 Ties go to the earliest frame (the official extractor keeps the last file of an unsorted
 ``os.listdir``, which is arbitrary).
@@ -35,6 +36,7 @@ from glus_cli.errors import InputError
 from glus_cli.evaluation import paired_masks
 from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
 from glus_cli.json_files import read_json, read_json_object
+from glus_cli.kfs_labels import LABELS_DIR, LabelReport, write_labels
 from glus_cli.outputs import write_json_atomic
 from glus_cli.runner import Expression, is_complete
 
@@ -206,6 +208,7 @@ class KeyframeRun:
         report: the batch run's report (skipped, done and failed videos).
         score_path: the official score file written.
         details_path: the per-frame details file written.
+        labels: the KFS training labels written (`glus_cli.kfs_labels`); None without ground truth.
     """
 
     records: list[KeyframeRecord]
@@ -213,6 +216,7 @@ class KeyframeRun:
     report: BatchReport
     score_path: Path
     details_path: Path
+    labels: LabelReport | None = None
 
 
 def run_keyframes(
@@ -230,12 +234,15 @@ def run_keyframes(
 
     The masks and each expression's `CONFIDENCE_NAME` go to ``out/masks/<video>/<exp_id>/``; a rerun
     into the same `out` skips the expressions that have both (and, without ground truth, reranks them
-    from the stored confidence). A video that fails is reported and left out of the files.
+    from the stored confidence). With ground truth, the KFS training labels of every expression whose
+    frames were all segmented go to ``out/kfs_labels/<video>/<exp_id>.json`` (`glus_cli.kfs_labels`);
+    without, that folder is left as it is. A video that fails is reported and left out of the files.
 
     Args:
         model: the loaded GLUS model.
         tasks: the videos and their expressions (`glus_cli.batch.plan_tasks`).
-        out: the output folder (must exist): `SCORE_FILE`, `DETAILS_FILE` and `MASKS_DIR` go there.
+        out: the output folder (must exist): `SCORE_FILE`, `DETAILS_FILE`, `MASKS_DIR` and `LABELS_DIR`
+            go there.
         options: protocol settings.
         scorer: ground truth to rank frames by IoU with (`ground_truth_scores`); None ranks them by the
             model's own `confidence`, which is not the paper's pseudo-label.
@@ -244,7 +251,7 @@ def run_keyframes(
         on_video: progress callback, as `glus_cli.batch.BatchHooks.on_video`.
 
     Returns:
-        The records, the ranking, the batch report and the paths written.
+        The records, the ranking, the batch report, the paths written and the labels.
 
     Raises:
         InputError: with a `scorer`, an expression has no ground truth (checked before anything runs).
@@ -277,7 +284,15 @@ def run_keyframes(
         "options": {**asdict(options), "stride": stride, "max_frames": max_frames},
         "failures": [asdict(failure) for failure in report.failures],
     }
-    run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE)
+    labels = None
+    if scorer is not None:
+        labels = write_labels(out / LABELS_DIR, records, scorer.frames)
+        provenance["kfs_labels"] = {
+            "root": str(labels.root),
+            "written": len(labels.written),
+            "unlabelled": labels.unlabelled,
+        }
+    run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE, labels)
     write_keyframe_files(records, ranking, run.score_path, run.details_path, provenance)
     return run
 
