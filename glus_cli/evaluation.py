@@ -21,9 +21,14 @@ Deviations, all reported in :attr:`EvaluationResult.warnings` or as :class:`~glu
   its worker there, so the expression silently vanishes from the averages (which inflates the score when
   the model failed on hard expressions) and the worker stops scoring altogether; a missing expression
   folder is treated the same way, as all frames missing.
-- The frame size is the ground truth's. MeViS takes it from the prediction's ``00000.png`` and a
-  prediction of another size crashes its worker; here it is an ``InputError`` naming the file. No
-  prediction is ever resized.
+- The frame size is the ground truth's, at every frame, whether the object is there or not (MeViS
+  stores no size for a frame without the object; the size of the video's other RLEs is used). MeViS
+  takes it from the prediction's ``00000.png`` and a prediction of another size crashes its worker;
+  here it is an ``InputError`` naming the file. Only where the ground truth gives no size at all (no
+  object of the video appears in any frame) is it the expression's first prediction's, as in MeViS.
+  No prediction is ever resized.
+- Predictions are read by :func:`~glus_cli.ground_truth.read_mask`: any nonzero pixel is the object,
+  also in 16-bit and palette PNGs, which MeViS's 8-bit grayscale read gets wrong.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -221,6 +226,84 @@ def _score_all(
         pool.shutdown(cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class FrameMasks:
+    """The prediction and the ground truth of one frame, of the same size wherever both are known.
+
+    Attributes:
+        frame: the frame name.
+        path: the prediction PNG ``<folder>/<frame>.png``.
+        prediction: the predicted mask, ``(H, W)`` bool; None when `path` does not exist.
+        truth: the ground-truth mask, ``(H, W)``; None when it is empty and of unknown size.
+    """
+
+    frame: str
+    path: Path
+    prediction: np.ndarray | None
+    truth: np.ndarray | None
+
+    def region_similarity(self) -> float:
+        """J of the frame (an absent prediction is an empty mask)."""
+        pair = self._pair()
+        return 1.0 if pair is None else region_similarity(*pair)
+
+    def boundary_f_measure(self, bound_th: float = DEFAULT_BOUND_TH) -> float:
+        """F of the frame (an absent prediction is an empty mask)."""
+        pair = self._pair()
+        return 1.0 if pair is None else boundary_f_measure(*pair, bound_th)
+
+    def _pair(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(prediction, truth)``, an absent side as an empty mask of the other's size; None when both
+        are empty and of unknown size: empty against empty, J and F are 1 whatever the size."""
+        if self.prediction is None and self.truth is None:
+            return None
+        if self.prediction is None:
+            return np.zeros_like(self.truth, dtype=bool), self.truth
+        if self.truth is None:
+            return self.prediction, np.zeros_like(self.prediction)
+        return self.prediction, self.truth
+
+
+def paired_masks(
+    task: ExpressionTask, folder: Path, frames: Sequence[str] | None = None
+) -> Iterator[FrameMasks]:
+    """Each frame's prediction ``folder/<frame>.png`` beside its ground truth, with every size checked.
+
+    A prediction must have its ground truth's size at every frame, including those where the object is
+    absent; where the ground truth has no size at all, the size of the expression's first prediction.
+
+    Args:
+        task: the expression's ground truth.
+        folder: its prediction folder.
+        frames: the frames to pair, in this order (default: all the ground truth's frames).
+
+    Raises:
+        InputError: a frame has no ground truth, a prediction is unreadable or of the wrong size.
+    """
+    positions = {name: index for index, name in enumerate(task.frames)}
+    reference: tuple[Path, tuple[int, ...]] | None = None  # the first prediction and its shape
+    for frame in task.frames if frames is None else frames:
+        if frame not in positions:
+            raise InputError(f"the ground truth of {task.video}/{task.exp_id} has no frame {frame}")
+        path = folder / f"{frame}.png"
+        prediction = read_mask(path) if path.is_file() else None
+        truth = task.truth.mask(positions[frame], frame)
+        if prediction is not None:
+            if truth is not None:
+                _check_size(path, prediction.shape, "its ground truth", truth.shape)
+            elif reference is not None:
+                _check_size(path, prediction.shape, str(reference[0]), reference[1])
+            reference = reference or (path, prediction.shape)
+        yield FrameMasks(frame, path, prediction, truth)
+
+
+def _check_size(path: Path, shape: tuple[int, ...], what: str, expected: tuple[int, ...]) -> None:
+    """Raise an InputError naming `path` when its `shape` ``(H, W)`` is not `expected`, that of `what`."""
+    if shape != expected:
+        (height, width), (expected_height, expected_width) = shape, expected
+        raise InputError(f"{path} is {width}x{height} but {what} is {expected_width}x{expected_height}")
+
+
 def _score_expression(
     task: ExpressionTask, *, pred_root: Path, bound_th: float
 ) -> tuple[ExpressionScore, str | None]:
@@ -229,15 +312,11 @@ def _score_expression(
     j_values = []
     f_values = []
     missing = []
-    for index, frame in enumerate(task.frames):
-        pred_path = folder / f"{frame}.png"
-        pred = read_mask(pred_path) if pred_path.is_file() else None
-        if pred is None:
-            missing.append(pred_path.name)
-        gt = task.truth.mask(index, frame)
-        j, f = _frame_scores(pred, gt, pred_path, bound_th)
-        j_values.append(j)
-        f_values.append(f)
+    for masks in paired_masks(task, folder):
+        if masks.prediction is None:
+            missing.append(masks.path.name)
+        j_values.append(masks.region_similarity())
+        f_values.append(masks.boundary_f_measure(bound_th))
 
     score = ExpressionScore(
         task.video,
@@ -259,22 +338,6 @@ def _score_expression(
             f"(first: {missing[0]})"
         )
     return score, None
-
-
-def _frame_scores(
-    pred: np.ndarray | None, gt: np.ndarray | None, pred_path: Path, bound_th: float
-) -> tuple[float, float]:
-    """J and F of one frame; ``None`` masks are empty and take the other mask's size."""
-    if pred is None and gt is None:
-        return 1.0, 1.0  # empty against empty: J and F are 1 whatever the size
-    if pred is None:
-        pred = np.zeros_like(gt)
-    elif gt is None:
-        gt = np.zeros_like(pred)
-    elif pred.shape != gt.shape:
-        (height, width), (gt_height, gt_width) = pred.shape, gt.shape
-        raise InputError(f"{pred_path} is {width}x{height} but its ground truth is {gt_width}x{gt_height}")
-    return region_similarity(pred, gt), boundary_f_measure(pred, gt, bound_th)
 
 
 def _match_prediction_videos(

@@ -15,6 +15,7 @@ predictions against these; `glus keyframes` (`glus_cli.keyframes`) ranks frames 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as coco_mask
 
 from glus_cli.errors import InputError
@@ -61,9 +62,15 @@ class RleTruth:
 
     source: Path
     frames: tuple[tuple[tuple[str, dict[str, Any]], ...], ...]
+    size: tuple[int, int] | None = None
+    """``(H, W)`` of the video, from any RLE of its objects; None when none of them appears anywhere."""
 
     def mask(self, index: int, frame: str) -> np.ndarray | None:
-        """The union of the objects' decoded RLEs at ``frame``; ``None`` where no object is present."""
+        """The union of the objects' decoded RLEs at ``frame``.
+
+        Where no object is present it is an empty mask of the video's `size`, so a prediction's size is
+        checked there too; ``None`` only when the size is unknown.
+        """
         union: np.ndarray | None = None
         for anno_id, rle in self.frames[index]:
             try:
@@ -75,6 +82,8 @@ class RleTruth:
             if union is not None and union.shape != decoded.shape:
                 raise InputError(f"{self.source}: the masks at frame {frame} differ in size between anno_ids")
             union = decoded if union is None else union | decoded
+        if union is None and self.size is not None:
+            return np.zeros(self.size, bool)
         return union
 
 
@@ -140,15 +149,33 @@ class MetaExpression:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """A PNG mask read as MeViS reads predictions (OpenCV, grayscale); nonzero = foreground.
+    """A mask image as a boolean ``(H, W)`` array: any nonzero pixel is the object, whatever the format.
+
+    8-bit masks (0/255 or 0/1), 16-bit masks (0/1 or 0/65535), palette PNGs (a nonzero palette index,
+    whatever its colour) and colour images (any nonzero colour channel; alpha is ignored) all read right.
+    MeViS reads predictions with ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``: the same for 8-bit grayscale,
+    but that scales 16-bit images down to 8 bits (so 0/1 reads as empty) and reads a palette PNG as the
+    brightness of its colours (so an object drawn in black reads as empty).
 
     Raises:
         InputError: the file is missing or not an image.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
+    try:
+        data = path.read_bytes()
+        # Pillow reads a palette PNG's indices; OpenCV only its colours. OpenCV keeps 16 bits per channel
+        # in every colour type; Pillow keeps only the high byte of 16-bit colour PNGs.
+        with Image.open(io.BytesIO(data)) as image:
+            if image.mode == "P":
+                return np.asarray(image) != 0
+    except (OSError, UnidentifiedImageError):
+        raise InputError(f"{path} is missing or not a readable image") from None
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
         raise InputError(f"{path} is missing or not a readable image")
-    return image
+    if pixels.ndim == 3:
+        colours = pixels.shape[2] - (pixels.shape[2] in (2, 4))  # gray+alpha, BGR+alpha: drop the alpha
+        return np.any(pixels[:, :, :colours] != 0, axis=2)
+    return pixels != 0
 
 
 def detect_layout(gt_root: str | Path) -> Layout:
@@ -269,6 +296,8 @@ def _mevis_tasks(
     mask_dict = read_json(mask_dict_path)
     if not isinstance(mask_dict, dict):
         raise InputError(f"{mask_dict_path} is not a mask dictionary ({{anno_id: [RLE or null per frame]}})")
+    expressions = list(expressions)
+    sizes = _video_sizes(expressions, mask_dict)
     tasks = []
     for expression in expressions:
         per_frame: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in expression.frames]
@@ -282,9 +311,39 @@ def _mevis_tasks(
             for frame_masks, rle in zip(per_frame, masks, strict=False):
                 if rle:
                     frame_masks.append((str(anno_id), rle))
-        truth = RleTruth(mask_dict_path, tuple(tuple(frame_masks) for frame_masks in per_frame))
+        truth = RleTruth(
+            mask_dict_path,
+            tuple(tuple(frame_masks) for frame_masks in per_frame),
+            sizes.get(expression.video),
+        )
         tasks.append(_task(expression, truth))
     return tasks
+
+
+def _video_sizes(expressions: list[MetaExpression], mask_dict: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """``(H, W)`` of each video, from the first COCO RLE of any of its expressions' objects (MeViS stores
+    no frame size elsewhere; frames where an object is absent hold ``null``)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for expression in expressions:
+        if expression.video in sizes:
+            continue
+        anno_ids = expression.entry.get("anno_id")
+        for anno_id in anno_ids if isinstance(anno_ids, list) else [anno_ids]:
+            masks = mask_dict.get(str(anno_id))
+            found = (_rle_size(rle) for rle in masks) if isinstance(masks, list) else iter(())
+            size = next((size for size in found if size is not None), None)
+            if size is not None:
+                sizes[expression.video] = size
+                break
+    return sizes
+
+
+def _rle_size(rle: Any) -> tuple[int, int] | None:
+    """The ``size`` ``[H, W]`` of a COCO RLE; None when it is empty or malformed (decoding reports that)."""
+    size = rle.get("size") if isinstance(rle, dict) else None
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(side, int) for side in size):
+        return size[0], size[1]
+    return None
 
 
 def _palette_tasks(

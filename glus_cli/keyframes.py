@@ -12,7 +12,8 @@ predicted mask has the highest IoU with the ground truth. This module
 - reads a score file back into key-frame indices (`keyframe_for`), as the official
   ``inference_iter.py`` does: ``sorted(int(stem) for stem in frames).index(int(value))``;
 - runs the whole procedure over a dataset (`run_keyframes`, behind `glus keyframes`): GLUS on every
-  pending (video, expression) with SAM2's confidence kept beside the masks, then the scores and files.
+  pending (video, expression) with SAM2's confidence kept beside the masks, then the scores and files,
+  and with ground truth the KFS selector's training labels (`glus_cli.kfs_labels`).
 
 Ties go to the earliest frame (the official extractor keeps the last file of an unsorted
 ``os.listdir``, which is arbitrary).
@@ -32,9 +33,10 @@ import numpy as np
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.errors import InputError
-from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth, read_mask
+from glus_cli.evaluation import paired_masks
+from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
 from glus_cli.json_files import read_json, read_json_object
-from glus_cli.metrics import region_similarity
+from glus_cli.kfs_labels import LABELS_DIR, LabelReport, write_labels
 from glus_cli.outputs import write_json_atomic
 from glus_cli.runner import Expression, is_complete
 
@@ -168,24 +170,33 @@ class GroundTruthScorer:
         if unknown:
             raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
 
+    def frames(self, video: str, exp_id: str) -> tuple[str, ...]:
+        """The frames the ground truth lists for (video, expression), in its order (the meta file's).
+
+        Raises:
+            InputError: the expression has no ground truth.
+        """
+        return self._task(video, exp_id).frames
+
     def frame_ious(self, folder: Path, video: str, exp_id: str, frames: Sequence[str]) -> list[float]:
         """IoU of ``folder/<frame>.png`` with the ground truth, for each of `frames` (empty vs empty: 1).
 
         Raises:
-            InputError: the expression or one of its frames has no ground truth.
+            InputError: the expression or one of its frames has no ground truth, a mask is missing or
+                unreadable, or its size is not the ground truth's.
         """
+        ious = []
+        for masks in paired_masks(self._task(video, exp_id), folder, frames):
+            if masks.prediction is None:
+                raise InputError(f"{masks.path} is missing")
+            ious.append(masks.region_similarity())
+        return ious
+
+    def _task(self, video: str, exp_id: str) -> ExpressionTask:
         task = self._tasks.get((video, exp_id))
         if task is None:
             raise InputError(f"the ground truth has no expression {exp_id} of video {video}")
-        positions = {name: index for index, name in enumerate(task.frames)}
-        ious = []
-        for frame in frames:
-            if frame not in positions:
-                raise InputError(f"the ground truth of {video}/{exp_id} has no frame {frame}")
-            pred = read_mask(folder / f"{frame}.png")
-            gt = task.truth.mask(positions[frame], frame)
-            ious.append(region_similarity(pred, np.zeros_like(pred) if gt is None else gt))
-        return ious
+        return task
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,7 @@ class KeyframeRun:
         report: the batch run's report (skipped, done and failed videos).
         score_path: the official score file written.
         details_path: the per-frame details file written.
+        labels: the KFS training labels written (`glus_cli.kfs_labels`); None without ground truth.
     """
 
     records: list[KeyframeRecord]
@@ -205,6 +217,7 @@ class KeyframeRun:
     report: BatchReport
     score_path: Path
     details_path: Path
+    labels: LabelReport | None = None
 
 
 def run_keyframes(
@@ -222,12 +235,15 @@ def run_keyframes(
 
     The masks and each expression's `CONFIDENCE_NAME` go to ``out/masks/<video>/<exp_id>/``; a rerun
     into the same `out` skips the expressions that have both (and, without ground truth, reranks them
-    from the stored confidence). A video that fails is reported and left out of the files.
+    from the stored confidence). With ground truth, the KFS training labels of every expression whose
+    frames were all segmented go to ``out/kfs_labels/<video>/<exp_id>.json`` (`glus_cli.kfs_labels`);
+    without, that folder is left as it is. A video that fails is reported and left out of the files.
 
     Args:
         model: the loaded GLUS model.
         tasks: the videos and their expressions (`glus_cli.batch.plan_tasks`).
-        out: the output folder (must exist): `SCORE_FILE`, `DETAILS_FILE` and `MASKS_DIR` go there.
+        out: the output folder (must exist): `SCORE_FILE`, `DETAILS_FILE`, `MASKS_DIR` and `LABELS_DIR`
+            go there.
         options: protocol settings.
         scorer: ground truth to rank frames by IoU with (`ground_truth_scores`); None ranks them by the
             model's own `confidence`, which is not the paper's pseudo-label.
@@ -236,7 +252,7 @@ def run_keyframes(
         on_video: progress callback, as `glus_cli.batch.BatchHooks.on_video`.
 
     Returns:
-        The records, the ranking, the batch report and the paths written.
+        The records, the ranking, the batch report, the paths written and the labels.
 
     Raises:
         InputError: with a `scorer`, an expression has no ground truth (checked before anything runs).
@@ -269,7 +285,15 @@ def run_keyframes(
         "options": {**asdict(options), "stride": stride, "max_frames": max_frames},
         "failures": [asdict(failure) for failure in report.failures],
     }
-    run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE)
+    labels = None
+    if scorer is not None:
+        labels = write_labels(out / LABELS_DIR, records, scorer.frames)
+        provenance["kfs_labels"] = {
+            "root": str(labels.root),
+            "written": len(labels.written),
+            "unlabelled": labels.unlabelled,
+        }
+    run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE, labels)
     write_keyframe_files(records, ranking, run.score_path, run.details_path, provenance)
     return run
 

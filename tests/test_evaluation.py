@@ -364,6 +364,36 @@ def test_size_mismatch_names_the_file(mevis: tuple[Path, Path]) -> None:
         evaluate(pred, gt)
 
 
+def test_size_is_checked_where_the_ground_truth_is_empty(mevis: tuple[Path, Path]) -> None:
+    gt, pred = mevis
+    write_png(pred / "vidA/0/00001.png", np.zeros((5, 5)))  # anno 0 is absent at 00001: an empty truth
+    with pytest.raises(InputError, match=r"vidA/0/00001\.png is 5x5 but its ground truth is 10x8"):
+        evaluate(pred, gt)
+
+
+def test_size_without_any_ground_truth_size_is_the_first_predictions(mevis: tuple[Path, Path]) -> None:
+    gt, pred = mevis
+    set_masks(gt, "3", [None, None])  # no object of vidB appears anywhere: MeViS stores no size for it
+    write_png(pred / "vidB/0/00000.png", np.zeros(B))
+    write_png(pred / "vidB/0/00001.png", np.zeros(B))
+    assert evaluate(pred, gt).per_expression[2].j == 1.0
+    write_png(pred / "vidB/0/00001.png", np.zeros((5, 5)))
+    with pytest.raises(InputError, match=r"vidB/0/00001\.png is 5x5 but .*vidB/0/00000\.png is 6x6"):
+        evaluate(pred, gt)
+
+
+@pytest.mark.parametrize("value", [1, 65535])
+def test_16_bit_predictions_score_as_8_bit(mevis: tuple[Path, Path], value: int) -> None:
+    gt, pred = mevis
+    expected = evaluate(pred, gt)
+    for path in sorted((pred / "vidA").rglob("*.png")):
+        mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert cv2.imwrite(str(path), (mask > 0).astype(np.uint16) * value)
+    result = evaluate(pred, gt)
+    assert result.per_expression == expected.per_expression
+    assert result.per_expression[1].j == pytest.approx(5 / 6)
+
+
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [

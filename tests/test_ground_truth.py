@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
 
 from glus_cli.errors import InputError
 from glus_cli.ground_truth import (
@@ -68,3 +70,85 @@ def test_bad_layouts_and_missing_meta(tmp_path: Path) -> None:
         find_meta(tmp_path, None, required=True)
     with pytest.raises(InputError, match=r"meta file .*other\.json does not exist"):
         find_meta(tmp_path, tmp_path / "other.json", required=False)
+
+
+MASK = np.zeros((5, 7), bool)
+MASK[1:4, 2:6] = True
+
+
+def write_palette_indices(path: Path, indices: np.ndarray, palette: list[int]) -> None:
+    image = Image.fromarray(indices.astype(np.uint8), mode="P")
+    image.putpalette(palette + [0] * (768 - len(palette)))
+    image.save(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "pixels"),
+    [
+        ("8-bit 0/255", MASK.astype(np.uint8) * 255),
+        ("8-bit 0/1", MASK.astype(np.uint8)),
+        ("16-bit 0/1", MASK.astype(np.uint16)),
+        ("16-bit 0/65535", MASK.astype(np.uint16) * 65535),
+        (
+            "colour 0/1 in one channel",
+            np.stack([np.zeros_like(MASK), MASK, np.zeros_like(MASK)], -1).astype(np.uint8),
+        ),
+        ("16-bit colour 0/1", np.stack([MASK] * 3, -1).astype(np.uint16)),
+        (
+            "colour with an opaque alpha",
+            np.dstack([MASK * 255] * 3 + [np.full(MASK.shape, 255)]).astype(np.uint8),
+        ),
+    ],
+)
+def test_read_mask_any_nonzero_pixel_is_the_object(tmp_path: Path, name: str, pixels: np.ndarray) -> None:
+    path = tmp_path / "mask.png"
+    assert cv2.imwrite(str(path), pixels)
+    mask = read_mask(path)
+    assert mask.dtype == bool and np.array_equal(mask, MASK), name
+
+
+def test_read_mask_16_bit_0_1_is_what_cv2_grayscale_misses(tmp_path: Path) -> None:
+    path = tmp_path / "mask.png"
+    assert cv2.imwrite(str(path), MASK.astype(np.uint16))
+    with Image.open(path) as image:
+        assert image.mode.startswith("I")  # really a 16-bit PNG
+    assert not cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).any()  # the MeViS read: empty
+    assert np.array_equal(read_mask(path), MASK)
+
+
+def test_read_mask_palette_reads_the_index_not_the_colour(tmp_path: Path) -> None:
+    path = tmp_path / "mask.png"
+    write_palette_indices(path, MASK, [255, 255, 255, 0, 0, 0])  # background white, the object black
+    assert np.array_equal(read_mask(path), MASK)
+    write_palette_indices(path, MASK * 2, [0, 0, 0, 9, 9, 9, 236, 95, 103])  # object id 2 (DAVIS style)
+    assert np.array_equal(read_mask(path), MASK)
+
+
+def test_read_mask_missing_or_not_an_image(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nope\.png is missing or not a readable image"):
+        read_mask(tmp_path / "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG but not really")
+    with pytest.raises(InputError, match=r"bad\.png is missing or not a readable image"):
+        read_mask(tmp_path / "bad.png")
+
+
+def test_mevis_truth_is_sized_where_the_object_is_absent(tmp_path: Path) -> None:
+    encoded = coco_mask.encode(np.asfortranarray(MASK.astype(np.uint8)))
+    rle = {"size": encoded["size"], "counts": encoded["counts"].decode("ascii")}
+    meta = {
+        "videos": {
+            "v": {
+                "frames": ["0", "1"],
+                "expressions": {"0": {"exp": "a", "anno_id": [0]}, "1": {"anno_id": 1}},
+            },
+            "w": {"frames": ["0"], "expressions": {"0": {"exp": "never there", "anno_id": [2]}}},
+        }
+    }
+    (tmp_path / "meta_expressions.json").write_text(json.dumps(meta))
+    (tmp_path / "mask_dict.json").write_text(json.dumps({"0": [None, None], "1": [None, rle], "2": [None]}))
+    _, tasks = load_ground_truth(tmp_path)
+    v0, v1, w0 = (task.truth for task in tasks)
+    # Expression 0's object never appears: the size comes from expression 1's object in the same video.
+    assert v0.mask(0, "0").shape == MASK.shape and not v0.mask(0, "0").any()
+    assert v1.mask(0, "0").shape == MASK.shape and np.array_equal(v1.mask(1, "1"), MASK)
+    assert w0.mask(0, "0") is None  # no object of video w appears anywhere: the size is unknown

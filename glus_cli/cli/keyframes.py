@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from glus_cli.batch import find_videos, load_expressions, plan_tasks
-from glus_cli.cli.console import console
+from glus_cli.cli.console import console, error_console
 from glus_cli.cli.options import (
     ExpressionsOption,
     InputArgument,
@@ -50,7 +51,9 @@ def keyframes(
 
     Writes OUT/keyframes.json ({"<video>_<exp_id>": "<frame name>"}, the official score file, usable with
     --keyframes), OUT/keyframe_scores.json (every frame's score, SAM2's predicted IoU and object score)
-    and the masks under OUT/masks/. Reruns resume; failed videos give exit code 8.
+    and the masks under OUT/masks/. With --ground-truth also the KFS selector's training labels,
+    OUT/kfs_labels/<video>/<exp_id>.json (a list of per-frame IoUs), for every expression whose frames
+    were all segmented. Reruns resume; failed videos give exit code 8.
 
     Example:
 
@@ -62,6 +65,12 @@ def keyframes(
     if ground_truth is not None:
         scorer = ground_truth_scores(ground_truth, layout=layout, meta_path=meta)
         scorer.require(tasks)  # before the model loads
+        if protocol.stride > 1 or protocol.max_frames is not None:
+            error_console.print(
+                "[yellow]warning:[/] KFS training labels need every frame: expressions whose frames "
+                "--stride/--max-frames leave out get none",
+                highlight=False,
+            )
     out = prepare_output_dir(output_dir, resume=True)
     glus = model.load()
     with progress_bar(quiet) as progress:
@@ -81,4 +90,15 @@ def keyframes(
             "not the paper's IoU pseudo-labels"
         )
     console.print(f"[green]wrote[/] {run.score_path} and {run.details_path} ({len(run.records)} expressions)")
+    if run.labels is not None:
+        labels = run.labels
+        console.print(
+            f"[green]wrote[/] {len(labels.written)} KFS training labels under {escape(str(labels.root))}"
+        )
+        if labels.unlabelled:
+            error_console.print(
+                f"[yellow]warning:[/] {len(labels.unlabelled)} expressions have no KFS training label, "
+                f"some of their frames were not segmented (first: {escape(labels.unlabelled[0])})",
+                highlight=False,
+            )
     report_failures(run.report)
