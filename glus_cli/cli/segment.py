@@ -168,8 +168,12 @@ def segment(
         existed = output_dir is not None and output_dir.is_dir()
         out = resolve_output_dir(output_dir)
         try:
+            from glus_cli.model.footprint import Workload  # imports torch: only when a model runs
+
             with watch.time("load_model"):
-                glus = model_args.load()
+                glus = model_args.load(
+                    Workload(video.frame_size, llm_batch_size, context_frames, query_frames), quiet
+                )
         except BaseException:
             if not existed and not any(out.iterdir()):  # leave no empty runs/NNNN behind a failed load
                 out.rmdir()
