@@ -11,6 +11,11 @@ tokens, width 256) took 16.5 s on the math kernel against 5.0 s on CPU flash in 
 4e-8), 32.6 s against 2.0 s in bf16 (issue #11). So the `fast` schedule, which promises masks to IoU >= 0.999
 rather than bits, takes `fastest`: torch's own choice, the fused kernel first. `fast-exact` and
 `reference` keep `official`. The schedule hands its choice to each SAM2 call (`attention_for_schedule`).
+
+On the CPU in bf16/fp16, `fastest` runs CPU flash on fp32 copies of the inputs: torch's math kernel computes
+half-precision inputs in fp32 (which is why it is twice as slow as in fp32), while CPU flash in bf16 rounds
+the attention weights to bf16, and that moved tiny-checkpoint masks to IoU 0.98 against the official
+bf16 order of work. Upcast, flash gave the math kernel's masks at fp32 flash speed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from collections.abc import Callable
 from typing import Literal, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 
 from glus_cli import hardware
 
@@ -30,6 +37,9 @@ AttentionKernels = Literal["official", "fastest"]
 _HALF = (torch.bfloat16, torch.float16)
 FLASH_MIN_CAPABILITY = 8
 """Compute capability major from which the official copy uses flash attention (Ampere)."""
+
+_NO_KERNEL_MESSAGES = ("No available kernel", "No viable backend")
+"""What SDPA raises when every pinned kernel refuses the inputs (CUDA; CPU builds)."""
 
 T = TypeVar("T")
 _unavailable: set[tuple[str, str, tuple[str, ...]]] = set()
@@ -59,6 +69,23 @@ def sdpa_backends(
     return [SDPBackend.MATH]
 
 
+class Fp32Attention(TorchFunctionMode):
+    """Within it, `F.scaled_dot_product_attention` on half-precision inputs computes in fp32.
+
+    sam2's attention modules call SDPA themselves, so its inputs are reached through torch's function
+    override mechanism; the output is cast back to the inputs' dtype.
+    """
+
+    def __torch_function__(
+        self, func: Callable, types: object, args: tuple = (), kwargs: dict | None = None
+    ) -> object:
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention or args[0].dtype not in _HALF:
+            return func(*args, **kwargs)
+        query, key, value, *rest = args
+        return func(query.float(), key.float(), value.float(), *rest, **kwargs).to(query.dtype)
+
+
 def run_attention(
     call: Callable[[], T], device: torch.device, dtype: torch.dtype, kernels: AttentionKernels
 ) -> T:
@@ -69,13 +96,16 @@ def run_attention(
     """
     backends = sdpa_backends(device, dtype, kernels)
     key = (str(device), str(dtype), tuple(backend.name for backend in backends or ()))
+    if kernels == "fastest" and device.type == "cpu" and dtype in _HALF:
+        with Fp32Attention():
+            return call()
     if backends is None or key in _unavailable:
         return call()
     try:
         with sdpa_kernel(backends):
             return call()
     except RuntimeError as error:
-        if "No available kernel" not in str(error):
+        if not any(message in str(error) for message in _NO_KERNEL_MESSAGES):
             raise
         _unavailable.add(key)
         names = "/".join(key[2]).lower()
