@@ -10,7 +10,7 @@ import logging
 
 import pytest
 import torch
-from torch.nn.attention import SDPBackend
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import profile
 
 from glus_cli.metrics import region_similarity
@@ -99,6 +99,23 @@ def _attention_kernels_run(segmenter: GlusSegmenter, kernels: attention.Attentio
         conditioned = segmenter.condition_on_memory(features, bank.read(1), kernels)
         segmenter.decode(features, conditioned, torch.ones(1, 1, 32), kernels)
     return {event.name for event in profiler.events() if "scaled_dot_product" in event.name}
+
+
+def test_half_precision_cpu_attention_runs_flash_in_fp32() -> None:
+    """Inside `Fp32Attention`, bf16 SDPA is CPU flash on fp32 copies: the math kernel's result (which
+    computes half inputs in fp32) to fp32 rounding, cast back to bf16."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 256, 64, generator=generator).bfloat16() for _ in range(3))
+    with profile() as profiler, attention.Fp32Attention():
+        upcast = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    with sdpa_kernel([SDPBackend.MATH]):
+        math = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    names = {event.name for event in profiler.events()}
+    assert upcast.dtype == torch.bfloat16
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+    assert (upcast.float() - math.float()).abs().max() <= 2**-7  # at most one bf16 rounding step apart
+    flash_bf16 = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert (upcast.float() - math.float()).abs().max() < (flash_bf16.float() - math.float()).abs().max()
 
 
 def test_fast_runs_cpu_flash_and_the_exact_schedules_the_math_kernel(tiny_model: GlusModel) -> None:
