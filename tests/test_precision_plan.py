@@ -174,6 +174,8 @@ def test_7b_in_fp32_on_a_22_gib_cpu_is_refused_with_the_plans_that_fit() -> None
     )
     assert "--dtype bfloat16 --quantize 4bit" in message
     assert check_memory(config, SEVEN_B, cpu, "bfloat16", None, Workload(), available=22 * GIB) == bf16
+    with pytest.raises(ResourceError, match=r"--dtype bfloat16 \(16\.6 GB, emulated here: very slow\)"):
+        check_memory(config, SEVEN_B, cpu, "float32", None, Workload(), available=22 * GIB, native_bf16=False)
 
 
 def test_16_gb_gpu_gets_quantisation_advice_and_the_smallest_plan_when_nothing_fits() -> None:

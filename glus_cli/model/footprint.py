@@ -214,6 +214,7 @@ def check_memory(
     quantize: str | None,
     workload: Workload,
     available: int | None = None,
+    native_bf16: bool = True,
 ) -> Footprint:
     """The plan's footprint, or a `ResourceError` naming both numbers and the plans that would fit.
 
@@ -225,6 +226,7 @@ def check_memory(
         quantize: the LLM's quantisation, or None.
         workload: frame size and batch of the run.
         available: bytes free for the model; default `glus_cli.hardware.available_memory(device)`.
+        native_bf16: whether the device computes bf16 natively; when not, bf16 plans are marked as slow.
 
     Raises:
         ResourceError: the estimate exceeds the available memory.
@@ -247,8 +249,11 @@ def check_memory(
         if (other_dtype, other_quantize) != (dtype, quantize)
     ]
     fitting = [plan for plan in alternatives if plan.total <= available]
+    slow = "" if native_bf16 else ", emulated here: very slow"
     if fitting:
-        advice = "plans that fit: " + ", ".join(f"{p.flags(dtype)} ({_gb(p.total)})" for p in fitting)
+        advice = "plans that fit: " + ", ".join(
+            f"{p.flags(dtype)} ({_gb(p.total)}{slow if p.dtype == 'bfloat16' else ''})" for p in fitting
+        )
     elif alternatives:
         smallest = min(alternatives, key=lambda p: p.total)
         advice = f"no plan fits: the smallest, {smallest.flags(dtype)}, needs {_gb(smallest.total)}"

@@ -222,6 +222,7 @@ def load_glus(
         quantize,
         workload or Workload(),
         available_memory,
+        native_bf16=hardware.probe_device(torch_device).native_bf16,
     )
     logger.info("precision %s (%s); about %.1f GB needed", plan.dtype, plan.reason, footprint.total / 1e9)
     configure_matmul_precision(torch_device, torch_dtype)
