@@ -225,61 +225,56 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_video(tmp_path_factory.mktemp("video") / "clip.mp4", 1, size=(40, 56), fps=5)
 
 
-ARGS = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu", "-q"]
+SMALL = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu"]
+
+
+@pytest.fixture
+def segment_args(
+    tiny_checkpoint: SyntheticCheckpoint, video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """`segment VIDEO "the dog" --model TINY` on one small frame, run offline from `tmp_path`."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    return ["segment", str(video), "the dog", "--model", str(tiny_checkpoint.path), *SMALL]
 
 
 def test_segment_without_dtype_runs_the_plan_and_records_why(
-    tiny_checkpoint: SyntheticCheckpoint,
-    video: Path,
+    segment_args: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """On a CPU with AMX (patched), no --dtype means bf16, and summary.json says so and why."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hardware, "probe_device", lambda device: AMX_CPU)
-    out = tmp_path / "out"
-    code, output = run_glus(
-        ["segment", str(video), "the dog", "--model", str(tiny_checkpoint.path), "-o", str(out), *ARGS],
-        capsys,
-    )
+    code, output = run_glus([*segment_args, "-q", "-o", "out"], capsys)
     assert code == 0, output
-    model = json.loads((out / "summary.json").read_text())["model"]
+    model = json.loads((tmp_path / "out" / "summary.json").read_text())["model"]
     assert model["dtype"] == "bfloat16"
     assert model["dtype_reason"] == f"auto: the CPU has native bf16 ({AMX_CPU.detail}), as the official run"
     assert 0 < model["memory_estimate_gb"] < 3
 
 
 def test_precision_alias_and_run_header(
-    tiny_checkpoint: SyntheticCheckpoint,
-    video: Path,
+    segment_args: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hardware, "probe_device", lambda device: AVX2_CPU)
-    out = tmp_path / "out"
-    args = ["segment", str(video), "the dog", "--model", str(tiny_checkpoint.path), "-o", str(out)]
-    code, output = run_glus([*args, *ARGS[:-1], "--precision", "fp32"], capsys)
+    code, output = run_glus([*segment_args, "--precision", "fp32", "-o", "out"], capsys)
     assert code == 0, output
     assert f"on cpu in float32 (asked for with --dtype (cpu: {AVX2_CPU.detail})); about" in output
-    assert json.loads((out / "summary.json").read_text())["model"]["dtype"] == "float32"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["model"]["dtype"] == "float32"
 
 
 def test_segment_that_does_not_fit_is_one_line_exit_6(
-    tiny_checkpoint: SyntheticCheckpoint,
-    video: Path,
+    segment_args: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(hardware, "available_memory", lambda device: (500 * 10**6, "available RAM"))
-    code, output = run_glus(
-        ["segment", str(video), "the dog", "--model", str(tiny_checkpoint.path), *ARGS], capsys
-    )
+    code, output = run_glus([*segment_args, "-q"], capsys)
     assert code == 6, output
     lines = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in output
