@@ -205,7 +205,7 @@ def batch(
     tasks = select_shard(tasks, shard_index, shard_count)
     out = output_root(output_dir)
     with watch.time("load_model"):
-        glus = model_args.load(quiet=quiet)
+        glus = model_args.load()
     with watch.time("segment"):
         report = run_with_progress(
             glus,

@@ -149,7 +149,7 @@ def keyframes(
             raise InputError(f"{len(unknown)} expressions have no ground truth (first: {unknown[0]})")
     out = output_root(output_dir)
     masks = out / MASKS_DIR
-    glus = model_args.load(quiet=quiet)
+    glus = model_args.load()
     recorder = _ConfidenceRecorder(masks)
     report = run_with_progress(
         glus,
