@@ -48,6 +48,7 @@ from transformers import DynamicCache
 
 from glus_cli.errors import InputError
 from glus_cli.frame_inputs import FrameInputStream, FrameRequest, frame_inputs
+from glus_cli.model.attention import AttentionKernels, attention_for_schedule
 from glus_cli.model.glus import GlusModel
 from glus_cli.model.memory_bank import MemoryBank
 from glus_cli.model.mllm import SegDecision
@@ -163,10 +164,12 @@ def _segment_frame(
     frame_index: int,
     position: int,
     direction: str,
+    kernels: AttentionKernels,
 ) -> FrameResult:
     """SAM2's half of one query step: mask and memory write for a `[SEG]` answer, a blank mask otherwise.
 
     `frame_features` is called only for a `[SEG]` answer (the official code runs no SAM2 otherwise).
+    `kernels`: SAM2's attention kernels, chosen by the schedule (`attention_for_schedule`).
     """
     if not decision.is_seg:
         logger.warning(
@@ -178,8 +181,8 @@ def _segment_frame(
         return FrameResult(expression_index, frame_index, position, direction, blank, False, None, None)
     segmenter = model.segmenter
     features = frame_features()
-    conditioned = segmenter.condition_on_memory(features, bank.read(position))
-    decoded = segmenter.decode(features, conditioned, decision.embedding)
+    conditioned = segmenter.condition_on_memory(features, bank.read(position), kernels)
+    decoded = segmenter.decode(features, conditioned, decision.embedding, kernels)
     mask = upsample_logits(decoded.low_res_logits, frame_size)[0, 0] > 0
     bank.write(position, segmenter.encode_memory(features, conditioned, decoded))
     bank.discard_unreadable(position + 1)
@@ -304,6 +307,7 @@ def _reference_pass(
             frame_index,
             position,
             query_pass.direction,
+            attention_for_schedule(options.schedule),
         )
 
 
@@ -603,6 +607,7 @@ def _fast_sweeps(
                     frame_index,
                     track.next_position,
                     direction,
+                    attention_for_schedule(options.schedule),
                 )
                 track.next_position += 1
             shared.finish_frame()

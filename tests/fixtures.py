@@ -91,13 +91,14 @@ class CheckpointFactory:
 
 
 class ModelFactory:
-    """Loads checkpoints on the CPU, once per (folder, load options)."""
+    """Loads checkpoints on the CPU in float32 unless told otherwise, once per (folder, load options)."""
 
     def __init__(self) -> None:
         self._loaded: dict[tuple, GlusModel] = {}
 
     def __call__(self, checkpoint: SyntheticCheckpoint | Path, **kwargs: Any) -> GlusModel:
         path = checkpoint.path if isinstance(checkpoint, SyntheticCheckpoint) else Path(checkpoint)
+        kwargs.setdefault("dtype", "float32")  # the parity tests' precision, whatever `auto` picks here
         key = (str(path), *sorted(kwargs.items()))
         if key not in self._loaded:
             self._loaded[key] = load_glus(path, device="cpu", **kwargs)

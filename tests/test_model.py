@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from glus_cli import hardware
 from glus_cli.errors import InputError, ResourceError
 from glus_cli.model.checkpoint import read_checkpoint, weight_files
 from glus_cli.model.glus import GlusModel, load_glus, resolve_device, resolve_dtype
 from glus_cli.model.memory_bank import MemoryBank
 from glus_cli.pipeline import segment
+from glus_cli.precision import DeviceCapabilities
 from glus_cli.protocol import FrameResult
 from glus_cli.testing.checkpoint import SyntheticCheckpoint
 from tests.fixtures import (
@@ -253,22 +255,28 @@ def test_load_on_cuda_without_gpu(tiny_checkpoint: SyntheticCheckpoint) -> None:
         load_glus(tiny_checkpoint.path, device="cuda")
 
 
-def test_resolve_dtype() -> None:
+def test_resolve_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_dtype(None, cpu) == torch.float32
+    probes = {
+        "cpu": DeviceCapabilities("cpu", False, "AVX2 kernels"),
+        "cuda": DeviceCapabilities("cuda", True, "NVIDIA H100, sm90"),
+    }
+    monkeypatch.setattr(hardware, "probe_device", lambda device: probes[device.type])
+    assert resolve_dtype(None, cpu) == torch.float32  # no native bf16 on this (patched) CPU
     assert resolve_dtype("auto", cpu) == torch.float32
     assert resolve_dtype(None, cuda) == torch.bfloat16  # the official setting
     assert resolve_dtype("auto", cuda) == torch.bfloat16
-    assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
-    assert resolve_dtype("float16", cpu) == torch.float16
-    assert resolve_dtype("float32", cuda) == torch.float32
+    assert resolve_dtype("bfloat16", cpu) == resolve_dtype("bf16", cpu) == torch.bfloat16
+    assert resolve_dtype("float16", cpu) == resolve_dtype("fp16", cpu) == torch.float16
+    assert resolve_dtype("float32", cuda) == resolve_dtype("fp32", cuda) == torch.float32
     assert resolve_dtype(torch.float64, cpu) == torch.float64
-    for name in ("bf16", "fp32", "float64", "BFLOAT16"):
+    for name in ("float64", "BFLOAT16", "bf32"):
         with pytest.raises(InputError, match="unknown dtype"):
             resolve_dtype(name, cpu)
 
 
-def test_default_model_is_fp32_on_cpu(tiny_model: GlusModel) -> None:
+def test_tiny_model_fixture_is_fp32_on_cpu(tiny_model: GlusModel) -> None:
+    """The fixtures load in float32 explicitly: the parity tests' precision on any CPU."""
     assert tiny_model.device == torch.device("cpu") and tiny_model.dtype == torch.float32
     assert (tiny_model.info.device, tiny_model.info.dtype) == ("cpu", "float32")
     assert tiny_model.language.llm.lm_head.weight.dtype == torch.float32

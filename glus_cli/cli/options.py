@@ -27,6 +27,7 @@ from glus_cli.protocol import (
 )
 
 if TYPE_CHECKING:
+    from glus_cli.model.footprint import Workload
     from glus_cli.model.glus import GlusModel
 
 R = TypeVar("R")
@@ -60,7 +61,14 @@ Sam2ConfigOption = Annotated[
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cuda, cuda:N, mps or cpu.", rich_help_panel=_MODEL)]
 DTypeOption = Annotated[
-    DType, typer.Option(help="auto: bfloat16 on CUDA (official), float32 elsewhere.", rich_help_panel=_MODEL)
+    DType,
+    typer.Option(
+        "--dtype",
+        "--precision",
+        help="auto: bf16 where the device computes it natively (CUDA sm80+, CPUs with AMX/AVX512-BF16), "
+        "else fp16 on CUDA and fp32 elsewhere; fp32/bf16/fp16 are accepted spellings.",
+        rich_help_panel=_MODEL,
+    ),
 ]
 QuantizeOption = Annotated[
     Quantize | None,
@@ -165,11 +173,16 @@ class ModelArgs:
     quantize: QuantizeOption = None
     fuser_gamma: FuserGammaOption = "checkpoint"
 
-    def load(self) -> GlusModel:
-        """Load the model these options describe (imported lazily so `glus --help` stays fast)."""
+    def load(self, workload: Workload | None = None, quiet: bool = True) -> GlusModel:
+        """Load the model these options describe (imported lazily so `glus --help` stays fast).
+
+        Args:
+            workload: the run's frame size and batch, for the memory check before loading.
+            quiet: False prints the run header (device, precision and why, memory estimate) on stderr.
+        """
         from glus_cli.model.glus import load_glus
 
-        return load_glus(
+        model = load_glus(
             self.model,
             revision=self.revision,
             device=self.device,
@@ -178,7 +191,20 @@ class ModelArgs:
             sam2_config=self.sam2_config,
             quantize=self.quantize,
             fuser_gamma=self.fuser_gamma,
+            workload=workload,
         )
+        if not quiet:
+            from glus_cli.cli.console import error_console
+
+            info = model.info
+            error_console.print(
+                f"{info.source} on {info.device} in {info.dtype} ({info.dtype_reason}); "
+                f"about {info.memory_estimate_gb:.1f} GB",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        return model
 
 
 @dataclass(frozen=True)

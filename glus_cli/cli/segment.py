@@ -108,8 +108,18 @@ def segment(
         existed = output_dir is not None and output_dir.is_dir()
         out = prepare_output_dir(output_dir)
         try:
+            from glus_cli.model.footprint import Workload  # imports torch: only when a model runs
+
             with watch.time("load_model"):
-                glus = model.load()
+                glus = model.load(
+                    Workload(
+                        video.frame_size,
+                        protocol.llm_batch_size,
+                        protocol.context_frames,
+                        protocol.query_frames,
+                    ),
+                    quiet,
+                )
         except BaseException:
             if not existed and not any(out.iterdir()):  # leave no empty runs/NNNN behind a failed load
                 out.rmdir()

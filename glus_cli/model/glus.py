@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionModel, LlamaForCausalLM
 
+from glus_cli import hardware
 from glus_cli.errors import CheckpointError, InputError, ResourceError
 from glus_cli.model.checkpoint import (
     PROJECTOR_PREFIX,
@@ -22,15 +23,15 @@ from glus_cli.model.checkpoint import (
     read_checkpoint,
 )
 from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GlusConfig
+from glus_cli.model.footprint import Workload, check_memory, count_tensors
 from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
-from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model
+from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model, place_sam2_tables
 from glus_cli.model.tokenizer import GlusTokenizer
-from glus_cli.precision import DTYPES, Quantize
+from glus_cli.precision import PrecisionPlan, Quantize, plan_precision
 from glus_cli.protocol import FuserGamma
 
 logger = logging.getLogger(__name__)
 
-_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # SAM2's CXBlock layer-scale init: what the official `inference_iter.py` ends up with (see `load_glus`).
 OFFICIAL_EVAL_FUSER_GAMMA = 1e-6
 
@@ -56,15 +57,34 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return resolved
 
 
+def precision_plan(dtype: str | torch.dtype | None, device: torch.device) -> PrecisionPlan:
+    """The compute dtype and why: explicit, or `auto` (None) chosen for what `device` computes natively.
+
+    See `glus_cli.precision.plan_precision`: bf16 on CUDA with native bf16, else fp16; bf16 on a CPU with
+    AMX or AVX512-BF16, else fp32; bf16 on MPS where it runs, else fp32.
+    """
+    if isinstance(dtype, torch.dtype):
+        return PrecisionPlan(str(dtype).removeprefix("torch."), "given as a torch.dtype")
+    return plan_precision(dtype, hardware.probe_device(device))
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """The compute dtype: explicit, or bf16 on CUDA (the official setting) and fp32 elsewhere."""
+    """The compute dtype of `precision_plan`, as a `torch.dtype`."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in _TORCH_DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
-    return _TORCH_DTYPES[dtype]
+    return getattr(torch, precision_plan(dtype, device).dtype)
+
+
+def configure_matmul_precision(device: torch.device, dtype: torch.dtype) -> None:
+    """fp32 on a GPU means fp32: no TF32 in matrix products and cuDNN convolutions.
+
+    torch lets cuDNN convolutions (SAM2's patch embedding, FPN, upscaling, mask downsampler, fuser) run in
+    TF32 on Ampere and newer by default, which moves fp32 results by about 1e-3. These are process-wide
+    torch settings; other dtypes leave them as they are.
+    """
+    if device.type == "cuda" and dtype == torch.float32:
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,8 @@ class ModelInfo:
     quantize: str | None
     device: str
     dtype: str
+    dtype_reason: str
+    memory_estimate_gb: float
 
 
 class GlusModel(nn.Module):
@@ -139,6 +161,8 @@ def load_glus(
     sam2_config: str | Path | None = None,
     quantize: Quantize | None = None,
     fuser_gamma: FuserGamma = "checkpoint",
+    workload: Workload | None = None,
+    available_memory: int | None = None,
 ) -> GlusModel:
     """Load a GLUS checkpoint (folder or Hub id) in the official layout.
 
@@ -146,7 +170,8 @@ def load_glus(
         source: a checkpoint folder, used as is, or a Hub id such as `Swindl/GLUS-A`.
         revision: Hub revision (branch, tag or commit) for a Hub id.
         device: `auto`, `cuda`, `cuda:N`, `mps` or `cpu`.
-        dtype: compute dtype; default bf16 on CUDA (the official setting), fp32 elsewhere.
+        dtype: compute dtype (`float32`, `bfloat16`, `float16`, or `fp32`/`bf16`/`fp16`); default `auto`,
+            chosen by `precision_plan` for the device.
         vision_tower: CLIP tower (Hub id or folder) overriding the one config.json names.
         sam2_config: SAM2 config (packaged name or yaml path); default the checkpoint's own
             `sam2_config` field if it has one, else `sam2_hiera_l.yaml` as in the official release.
@@ -157,6 +182,12 @@ def load_glus(
             model as trained). `official-eval` resets both to bf16(1e-6): transformers 4.31 renamed keys
             containing "gamma" while loading, so the official `inference_iter.py` never loaded them; use it
             to reproduce that script's numbers.
+        workload: frame size, `llm_batch_size` and window of the run, for the memory check (default
+            1080p frames and the protocol's defaults).
+        available_memory: bytes the model may use, instead of asking the device (for tests and tools).
+
+    Before reading any weight, the memory the plan needs is estimated and compared with the available RAM
+    or free GPU memory (`glus_cli.model.footprint.check_memory`).
 
     Raises:
         CheckpointError, NetworkError, ResourceError, InputError: one-line user-facing problems.
@@ -164,7 +195,8 @@ def load_glus(
     from glus_cli import hub
 
     torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
+    plan = precision_plan(dtype, torch_device)
+    torch_dtype = dtype if isinstance(dtype, torch.dtype) else getattr(torch, plan.dtype)
     if fuser_gamma not in ("checkpoint", "official-eval"):
         raise InputError(f"unknown fuser_gamma {fuser_gamma!r}; use checkpoint or official-eval")
     if quantize is not None and quantize not in ("4bit", "8bit"):
@@ -182,6 +214,18 @@ def load_glus(
     tower_name = vision_tower or config.vision_tower
     tower_dir = hub.resolve_vision_tower(tower_name)
 
+    footprint = check_memory(
+        config,
+        count_tensors(folder, tower_dir),
+        torch_device,
+        plan.dtype,
+        quantize,
+        workload or Workload(),
+        available_memory,
+        native_bf16=hardware.probe_device(torch_device).native_bf16,
+    )
+    logger.info("precision %s (%s); about %.1f GB needed", plan.dtype, plan.reason, footprint.total / 1e9)
+    configure_matmul_precision(torch_device, torch_dtype)
     logger.info("reading GLUS weights from %s", folder)
     parts = read_checkpoint(folder)
     modules = build_modules(config, sam2_name)
@@ -201,7 +245,9 @@ def load_glus(
         fuser_gamma=fuser_gamma,
         quantize=quantize,
         device=str(torch_device),
-        dtype=str(torch_dtype).removeprefix("torch."),
+        dtype=plan.dtype,
+        dtype_reason=plan.reason,
+        memory_estimate_gb=round(footprint.total / 1e9, 2),
     )
     image_processor = CLIPImageProcessorPil.from_pretrained(str(tower_dir))
     return GlusModel(config, tokenizer, image_processor, vision, language, segmenter, info).eval()
@@ -360,4 +406,4 @@ def _build_segmenter(
         for block in sam2.memory_encoder.fuser.layers:
             gamma = torch.full_like(block.gamma, OFFICIAL_EVAL_FUSER_GAMMA, dtype=torch.bfloat16)
             block.gamma.data.copy_(gamma)
-    return GlusSegmenter(sam2.to(device=device, dtype=dtype).eval())
+    return GlusSegmenter(place_sam2_tables(sam2.to(device=device, dtype=dtype), device).eval())

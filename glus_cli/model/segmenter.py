@@ -13,14 +13,15 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from glus_cli.errors import CheckpointError
+from glus_cli.model.attention import AttentionKernels, run_attention
 from glus_cli.model.memory_bank import MemoryEntry, MemoryReadout
 
 # ImageNet statistics of SAM2's `SAM2Transforms`.
@@ -37,11 +38,12 @@ _POSTPROCESSING = {
 
 
 def build_sam2_model(config: str | Path, device: torch.device | str = "cpu") -> nn.Module:
-    """Build an untrained `SAM2Base` (eval mode) from a packaged config name or a yaml file.
+    """Build an untrained `SAM2Base` (eval mode) from a packaged config name or a yaml file, on `device`.
 
     Packaged names (`sam2_hiera_l.yaml`, `configs/sam2.1/sam2.1_hiera_l.yaml`, ...) go through
     `sam2.build_sam.build_sam2`. A yaml path is composed here with OmegaConf because `build_sam2` only
     resolves names inside sam2's own Hydra config module; the same post-processing switches are applied.
+    Every table ends up on `device` only (`place_sam2_tables`).
     """
     from hydra.errors import MissingConfigException
     from hydra.utils import instantiate
@@ -50,38 +52,52 @@ def build_sam2_model(config: str | Path, device: torch.device | str = "cpu") -> 
 
     config = str(config)
     path = Path(config)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        cfg = OmegaConf.load(path)
-        OmegaConf.update(cfg, "model.sam_mask_decoder_extra_args", _POSTPROCESSING, merge=True)
-        OmegaConf.resolve(cfg)
-        model = instantiate(cfg.model, _recursive_=True)
-        return model.to(device).eval()
-    try:
-        return build_sam2(config, ckpt_path=None, device=str(device), mode="eval")
-    except MissingConfigException as error:
-        raise CheckpointError(
-            f"unknown SAM2 config {config!r}: give a config packaged with sam2 (e.g. sam2_hiera_l.yaml) "
-            "or the path of a yaml file"
-        ) from error
+    with _cuda_hidden():
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            cfg = OmegaConf.load(path)
+            OmegaConf.update(cfg, "model.sam_mask_decoder_extra_args", _POSTPROCESSING, merge=True)
+            OmegaConf.resolve(cfg)
+            model = instantiate(cfg.model, _recursive_=True).eval()
+        else:
+            try:
+                model = build_sam2(config, ckpt_path=None, device="cpu", mode="eval")
+            except MissingConfigException as error:
+                raise CheckpointError(
+                    f"unknown SAM2 config {config!r}: give a config packaged with sam2 (e.g. "
+                    "sam2_hiera_l.yaml) or the path of a yaml file"
+                ) from error
+    return place_sam2_tables(model.to(device), torch.device(device))
 
 
 @contextlib.contextmanager
-def sam2_attention_backend(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
-    """The scaled-dot-product kernels the official SAM2 copy used in its mask decoder and memory attention.
+def _cuda_hidden() -> Iterator[None]:
+    """Hide CUDA while sam2's constructors run.
 
-    GLUS's SAM2 copy (sam2 at 0f6515a) wrapped these attentions in `sdp_kernel(...)`: flash only on a
-    modern GPU, which means the math kernel on CPU. `sam2==1.1.0` dispatches freely (cuDNN on recent
-    H100 stacks, CPU flash), which changes low bits; pinning the backend restores the official kernels.
+    sam2 1.1.0's `RoPEAttention.__init__` puts its `freqs_cis` table on "cuda" and `PositionEmbeddingSine`
+    warms its cache on "cuda" whenever CUDA exists: that opens a context on GPU 0 (about 0.5 GB) even
+    for `--device cpu` or `--device cuda:3`. sam2 offers no switch, so its constructors see no CUDA and
+    the model is moved to the requested device afterwards (`place_sam2_tables`).
     """
-    if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):
-        backends = [SDPBackend.FLASH_ATTENTION]
-    elif device.type == "cpu":
-        backends = [SDPBackend.MATH]
-    else:
+    with mock.patch.object(torch.cuda, "is_available", return_value=False):
         yield
-        return
-    with sdpa_kernel(backends):
-        yield
+
+
+def place_sam2_tables(sam2: nn.Module, device: torch.device) -> nn.Module:
+    """Move the tables sam2 keeps as plain attributes (not buffers, so `.to()` skips them) to `device`.
+
+    These are `RoPEAttention.freqs_cis` (complex, (tokens, head_dim / 2)) and `PositionEmbeddingSine`'s
+    cache of sine encodings.
+    """
+    for module in sam2.modules():
+        table = getattr(module, "freqs_cis", None)
+        if isinstance(table, torch.Tensor):
+            module.freqs_cis = table.to(device)
+        cache = getattr(module, "cache", None)
+        if isinstance(cache, dict):
+            for key, value in cache.items():
+                if isinstance(value, torch.Tensor):
+                    cache[key] = value.to(device)
+    return sam2
 
 
 @dataclass
@@ -164,23 +180,30 @@ class GlusSegmenter(nn.Module):
         )
 
     @torch.inference_mode()
-    def condition_on_memory(self, features: FrameFeatures, memory: MemoryReadout | None) -> torch.Tensor:
+    def condition_on_memory(
+        self, features: FrameFeatures, memory: MemoryReadout | None, kernels: AttentionKernels = "official"
+    ) -> torch.Tensor:
         """The lowest-resolution features (HW, 1, C) conditioned on the memory bank.
 
         With no memory, SAM2's `no_mem_embed` is added; otherwise `memory_attention` runs over the read
-        memories with no object-pointer tokens (GLUS uses none).
+        memories with no object-pointer tokens (GLUS uses none), on the attention `kernels` the schedule
+        chose (`glus_cli.model.attention`).
         """
         current = features.vision_feats[-1]
         if memory is None:
             return current + self.sam2.no_mem_embed
-        with sam2_attention_backend(current.device, current.dtype):
-            return self.sam2.memory_attention(
+        return run_attention(
+            lambda: self.sam2.memory_attention(
                 curr=[current],
                 curr_pos=[features.vision_pos[-1]],
                 memory=memory.memory,
                 memory_pos=memory.memory_pos,
                 num_obj_ptr_tokens=0,
-            )
+            ),
+            current.device,
+            current.dtype,
+            kernels,
+        )
 
     def dense_positional_encoding(self) -> torch.Tensor:
         """`sam_prompt_encoder.get_dense_pe()` as GLUS computed it: (1, C, 64, 64), in the buffer's dtype.
@@ -200,9 +223,16 @@ class GlusSegmenter(nn.Module):
 
     @torch.inference_mode()
     def decode(
-        self, features: FrameFeatures, conditioned: torch.Tensor, prompt_embedding: torch.Tensor
+        self,
+        features: FrameFeatures,
+        conditioned: torch.Tensor,
+        prompt_embedding: torch.Tensor,
+        kernels: AttentionKernels = "official",
     ) -> DecodedMask:
-        """Mask decoder prompted by the `[SEG]` embedding (1, 1, out_dim), on the conditioned features."""
+        """Mask decoder prompted by the `[SEG]` embedding (1, 1, out_dim), on the conditioned features.
+
+        Its attention runs on the `kernels` the schedule chose (`glus_cli.model.attention`).
+        """
         sam2 = self.sam2
         dtype = conditioned.dtype
         (h0, w0), (h1, w1), (h2, w2) = features.feat_sizes
@@ -213,8 +243,8 @@ class GlusSegmenter(nn.Module):
         ]
         sparse, dense = sam2.sam_prompt_encoder(points=None, boxes=None, masks=None)
         sparse = torch.cat([sparse, prompt_embedding.to(sparse.device)], dim=1).to(dtype)
-        with sam2_attention_backend(conditioned.device, dtype):
-            low_res, iou, _, object_score = sam2.sam_mask_decoder(
+        low_res, iou, _, object_score = run_attention(
+            lambda: sam2.sam_mask_decoder(
                 image_embeddings=image_embedding,
                 image_pe=self.dense_positional_encoding(),
                 sparse_prompt_embeddings=sparse,
@@ -222,7 +252,11 @@ class GlusSegmenter(nn.Module):
                 multimask_output=False,
                 repeat_image=False,
                 high_res_features=high_res,
-            )
+            ),
+            conditioned.device,
+            dtype,
+            kernels,
+        )
         return DecodedMask(low_res_logits=low_res, iou=iou, object_score=object_score)
 
     @torch.inference_mode()

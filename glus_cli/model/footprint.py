@@ -1,0 +1,271 @@
+"""The memory a run will need, estimated before anything is loaded, and the check against what is free.
+
+The estimate adds up:
+- the weights in the compute dtype: every tensor of the checkpoint's LLaMA, projector, `[SEG]` head and
+  SAM2, and of the CLIP tower's vision model, counted from the weight files' headers (safetensors) or
+  memory-mapped `.bin` files, so nothing is read; with `--quantize` the LLaMA's linear layers count 1 byte
+  (8 bit) or about 0.53 bytes (4 bit NF4 with double quantisation) per weight;
+- the working set at the run's frame size and `llm_batch_size`: the LLM's key/value cache and one layer's
+  eager attention scores and MLP activations over a full prompt, CLIP's batch, SAM2 at 1024 pixels (the
+  memory attention's scores over 7 memories on the math kernel, the Hiera encoder's first stage) and the
+  decoded frame and masks;
+- while loading on the CPU into another dtype than the checkpoint's, the checkpoint as stored (it is
+  converted module by module but held until the load ends);
+- on the CPU, the Python/torch runtime; on a GPU, the CUDA context and cuBLAS workspace.
+
+These are estimates (within about 10-20% of measured peaks, see benchmarks/README.md): the check refuses a
+plan only when the estimate exceeds the available memory, and then names the plans that would fit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from glus_cli import hardware
+from glus_cli.errors import ResourceError
+from glus_cli.model.checkpoint import iter_tensors, route_key, weight_files
+from glus_cli.model.config import GlusConfig
+from glus_cli.protocol import NUM_CONTEXT_FRAMES, NUM_MASKMEM, NUM_QUERY_FRAMES
+
+GIB = 2**30
+# bitsandbytes bytes per quantised weight: int8, or NF4 (0.5) + blockwise absmax scales (double-quantised).
+_QUANTIZED_BYTES = {"8bit": 1.0, "4bit": 0.53}
+_QUANTIZED_LINEAR = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
+IMAGE_TOKENS = 64
+PROMPT_TEXT_POSITIONS = 256
+"""Text positions of a full prompt, rounded up (about 204 with the real LLaMA vocabulary)."""
+SAM2_MEMORY_TOKENS = 64 * 64
+"""Tokens per memory at SAM2's 1024-pixel input (64 x 64 features)."""
+_SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+_CLIP_TEXT_PREFIXES = ("text_model.", "text_projection", "visual_projection", "logit_scale")
+"""A full CLIP checkpoint's keys that `CLIPVisionModel` does not load."""
+RUNTIME_BYTES = {"cpu": GIB // 2, "mps": GIB // 2, "cuda": GIB}
+"""Python + torch + libraries on the CPU (about 0.4 GiB measured); CUDA context + cuBLAS workspace."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a run feeds the model, for its working set.
+
+    Attributes:
+        frame_size: (H, W) of the video's frames (default 1080p).
+        llm_batch_size: expressions per LLM forward (None: the schedule's default for the device).
+        num_context_frames: N_C.
+        num_query_frames: N_Q.
+    """
+
+    frame_size: tuple[int, int] = (1080, 1920)
+    llm_batch_size: int | None = None
+    num_context_frames: int = NUM_CONTEXT_FRAMES
+    num_query_frames: int = NUM_QUERY_FRAMES
+
+
+@dataclass(frozen=True)
+class ModelTensors:
+    """Element counts of a checkpoint's tensors by role, and the bytes they take as stored.
+
+    Attributes:
+        llm_linear: LLaMA linear-layer weights (what `--quantize` quantises).
+        llm_other: embeddings, `lm_head`, norms.
+        rest: projector, `[SEG]` head, SAM2 and the CLIP vision model.
+        stored_bytes: the checkpoint's and the tower's bytes in their files' dtypes, by bytes per element.
+    """
+
+    llm_linear: int
+    llm_other: int
+    rest: int
+    stored_bytes: dict[int, int]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Estimated bytes of one plan (dtype, quantisation) on one device.
+
+    Attributes:
+        dtype: the compute dtype's name.
+        quantize: `4bit`, `8bit` or None.
+        weights: every module's weights.
+        working_set: activations and caches while segmenting.
+        loading: extra bytes held only while loading (the checkpoint as stored, when converted on the CPU).
+        runtime: Python/torch, or the CUDA context.
+    """
+
+    dtype: str
+    quantize: str | None
+    weights: int
+    working_set: int
+    loading: int
+    runtime: int
+
+    @property
+    def total(self) -> int:
+        """Peak bytes: weights + runtime + the larger of loading and segmenting."""
+        return self.weights + self.runtime + max(self.working_set, self.loading)
+
+    def flags(self, current_dtype: str) -> str:
+        """How to ask for this plan on a run now in `current_dtype`: `--dtype bfloat16 --quantize 8bit`."""
+        dtype = f"--dtype {self.dtype}" if self.dtype != current_dtype else ""
+        quantize = f"--quantize {self.quantize}" if self.quantize else ""
+        return " ".join(flag for flag in (dtype, quantize) if flag)
+
+
+def count_tensors(folder: Path, tower_dir: Path) -> ModelTensors:
+    """Element counts of the GLUS checkpoint in `folder` and the vision model in `tower_dir`, unread."""
+    counts = {"llm_linear": 0, "llm_other": 0, "rest": 0}
+    stored: dict[int, int] = {}
+    for name, shape, itemsize in _tensor_shapes(folder):
+        route = route_key(name)
+        if route is None:
+            continue
+        size = _numel(shape)
+        stored[itemsize] = stored.get(itemsize, 0) + size * itemsize
+        if route[0] != "llm":
+            counts["rest"] += size
+        else:
+            counts["llm_linear" if _QUANTIZED_LINEAR.search(name) else "llm_other"] += size
+    for name, shape, itemsize in _tensor_shapes(tower_dir):
+        if not name.startswith(_CLIP_TEXT_PREFIXES):
+            counts["rest"] += _numel(shape)
+            stored[itemsize] = stored.get(itemsize, 0) + _numel(shape) * itemsize
+    return ModelTensors(**counts, stored_bytes=stored)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
+
+
+def _tensor_shapes(folder: Path) -> list[tuple[str, tuple[int, ...], int]]:
+    """(name, shape, bytes per element) of every tensor in a folder's weight files, without reading data."""
+    shapes = []
+    for path in weight_files(folder):
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                for name in handle.keys():  # noqa: SIM118 (safe_open handles are not iterable)
+                    piece = handle.get_slice(name)
+                    dtype = getattr(torch, _SAFETENSORS_DTYPES.get(piece.get_dtype(), "float32"))
+                    shapes.append((name, tuple(piece.get_shape()), dtype.itemsize))
+        else:  # memory-mapped: only the pickle is read
+            shapes.extend((name, tuple(t.shape), t.element_size()) for name, t in iter_tensors(path))
+    return shapes
+
+
+def estimate_footprint(
+    config: GlusConfig,
+    tensors: ModelTensors,
+    device: torch.device,
+    dtype: str,
+    quantize: str | None,
+    workload: Workload,
+) -> Footprint:
+    """Bytes that loading and running the plan (`dtype`, `quantize`) on `device` takes."""
+    width = getattr(torch, dtype).itemsize
+    llm_linear = tensors.llm_linear * (_QUANTIZED_BYTES[quantize] if quantize else width)
+    weights = int(llm_linear + (tensors.llm_other + tensors.rest) * width)
+    # Loading on the CPU converts the tensors stored in another width and holds the originals until it ends.
+    converted = sum(size for itemsize, size in tensors.stored_bytes.items() if itemsize != width)
+    return Footprint(
+        dtype=dtype,
+        quantize=quantize,
+        weights=weights,
+        working_set=_working_set(config, device, width, workload),
+        loading=converted if device.type == "cpu" else 0,
+        runtime=RUNTIME_BYTES.get(device.type, GIB // 2),
+    )
+
+
+def _working_set(config: GlusConfig, device: torch.device, width: int, workload: Workload) -> int:
+    """Activation and cache bytes of one query step at the peak, in elements of `width` bytes unless noted."""
+    if workload.llm_batch_size is not None:
+        batch = workload.llm_batch_size
+    else:
+        from glus_cli.pipeline import ACCELERATOR_LLM_BATCH_SIZE  # the schedule's own default
+
+        batch = 1 if device.type == "cpu" else ACCELERATOR_LLM_BATCH_SIZE
+    llama = config.llama
+    hidden, layers = int(llama["hidden_size"]), int(llama["num_hidden_layers"])
+    heads, kv_heads = int(llama["num_attention_heads"]), int(llama["num_key_value_heads"])
+    images = workload.num_context_frames + workload.num_query_frames
+    positions = images * IMAGE_TOKENS + PROMPT_TEXT_POSITIONS
+    kv_cache = 2 * layers * batch * positions * kv_heads * (hidden // heads) * width
+    scores = batch * heads * positions * positions * (width + 4)  # eager scores + fp32 softmax, one layer
+    mlp = 3 * batch * positions * int(llama["intermediate_size"]) * width
+    logits = positions * int(llama["vocab_size"]) * 4  # `reference` runs lm_head over every position
+    clip = images * 257 * config.mm_hidden_size * 12 * width  # ~12 live (tokens x width) activations
+    # SAM2: memory-attention scores and softmax over 7 memories (math kernel), the encoder's 256² stage.
+    sam2 = (2 * SAM2_MEMORY_TOKENS * NUM_MASKMEM * SAM2_MEMORY_TOKENS + 8 * 256 * 256 * 256) * width
+    height, frame_width = workload.frame_size
+    frames = height * frame_width * (3 + 2 * 4)  # decoded RGB + fp32 mask logits upsampled twice
+    return int(kv_cache + scores + mlp + logits + clip + sam2 + frames)
+
+
+def check_memory(
+    config: GlusConfig,
+    tensors: ModelTensors,
+    device: torch.device,
+    dtype: str,
+    quantize: str | None,
+    workload: Workload,
+    available: int | None = None,
+    native_bf16: bool = True,
+) -> Footprint:
+    """The plan's footprint, or a `ResourceError` naming both numbers and the plans that would fit.
+
+    Args:
+        config: the checkpoint's config (LLaMA sizes for the working set).
+        tensors: `count_tensors` of the checkpoint and its CLIP tower.
+        device: where the model will run.
+        dtype: the compute dtype's name.
+        quantize: the LLM's quantisation, or None.
+        workload: frame size and batch of the run.
+        available: bytes free for the model; default `glus_cli.hardware.available_memory(device)`.
+        native_bf16: whether the device computes bf16 natively; when not, bf16 plans are marked as slow.
+
+    Raises:
+        ResourceError: the estimate exceeds the available memory.
+    """
+    footprint = estimate_footprint(config, tensors, device, dtype, quantize, workload)
+    if available is None:
+        available, what = hardware.available_memory(device)
+    else:
+        what = "available"
+    if footprint.total <= available:
+        return footprint
+    # Smaller plans: bf16 (the official precision), then the LLM quantised, computing in bf16, not fp32.
+    half = "bfloat16" if dtype == "float32" else dtype
+    candidates = [("bfloat16", None)] if quantize is None and dtype == "float32" else []
+    candidates += [(half, "8bit")] if quantize != "4bit" else []
+    candidates += [(half, "4bit")]
+    alternatives = [
+        estimate_footprint(config, tensors, device, other_dtype, other_quantize, workload)
+        for other_dtype, other_quantize in candidates
+        if (other_dtype, other_quantize) != (dtype, quantize)
+    ]
+    fitting = [plan for plan in alternatives if plan.total <= available]
+    slow = "" if native_bf16 else ", emulated here: very slow"
+    if fitting:
+        advice = "plans that fit: " + ", ".join(
+            f"{p.flags(dtype)} ({_gb(p.total)}{slow if p.dtype == 'bfloat16' else ''})" for p in fitting
+        )
+    elif alternatives:
+        smallest = min(alternatives, key=lambda p: p.total)
+        advice = f"no plan fits: the smallest, {smallest.flags(dtype)}, needs {_gb(smallest.total)}"
+    else:
+        advice = "no smaller plan exists"
+    plan = f"{dtype}" + (f" with {quantize} LLM" if quantize else "")
+    raise ResourceError(
+        f"the model needs about {_gb(footprint.total)} in {plan} on {device} "
+        f"(weights {_gb(footprint.weights)}) "
+        f"but {_gb(available)} is {what}; {advice}"
+    )
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"

@@ -1,0 +1,217 @@
+"""Every device and GPU generation: SAM2's attention kernels, where sam2's tables live, TF32, bf16 results.
+
+GPU-only decisions are tested on the CPU by patching the capability query; the kernels actually run are
+read from torch's profiler.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import profile
+
+from glus_cli.metrics import region_similarity
+from glus_cli.model import attention
+from glus_cli.model.glus import GlusModel, configure_matmul_precision
+from glus_cli.model.memory_bank import MemoryBank
+from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model
+from glus_cli.protocol import SegmentationOptions
+from glus_cli.testing.checkpoint import TINY_SAM2_FILE, SyntheticCheckpoint
+from tests.fixtures import ModelFactory, run, synthetic_frame, synthetic_video
+
+pytest_plugins = ["tests.fixtures"]
+
+CUDA = torch.device("cuda")
+CPU = torch.device("cpu")
+
+
+# --- Kernel choice ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("capability", "dtype", "expected"),
+    [
+        ((9, 0), torch.bfloat16, [SDPBackend.FLASH_ATTENTION]),  # H100/H200
+        ((8, 0), torch.float16, [SDPBackend.FLASH_ATTENTION]),  # A100
+        ((8, 6), torch.float32, [SDPBackend.MATH]),  # flash has no fp32 kernel
+        ((7, 5), torch.float16, [SDPBackend.MATH]),  # T4, RTX 20xx: no flash before sm80
+        ((7, 0), torch.bfloat16, [SDPBackend.MATH]),  # V100
+    ],
+)
+def test_official_kernels_follow_the_compute_capability(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], dtype: torch.dtype, expected: list
+) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert attention.sdpa_backends(CUDA, dtype, "official") == expected
+    assert attention.sdpa_backends(CUDA, dtype, "fastest") is None  # torch's own order: fused kernels first
+
+
+def test_cpu_and_mps_kernels_and_the_schedules_choice() -> None:
+    assert attention.sdpa_backends(CPU, torch.float32, "official") == [SDPBackend.MATH]
+    assert attention.sdpa_backends(CPU, torch.bfloat16, "official") == [SDPBackend.MATH]
+    assert attention.sdpa_backends(CPU, torch.float32, "fastest") is None
+    assert attention.sdpa_backends(torch.device("mps"), torch.float32, "official") is None
+    assert attention.attention_for_schedule("fast") == "fastest"
+    assert attention.attention_for_schedule("fast-exact") == "official"
+    assert attention.attention_for_schedule("reference") == "official"
+
+
+def _sdpa() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 64, 32, generator=generator) for _ in range(3))
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+
+def test_unavailable_kernel_falls_back_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pin the device cannot run (memory-efficient attention on this CPU build) warns once and runs."""
+    monkeypatch.setattr(attention, "_unavailable", set())
+    monkeypatch.setattr(attention, "sdpa_backends", lambda *args: [SDPBackend.EFFICIENT_ATTENTION])
+    with caplog.at_level(logging.WARNING, logger="glus_cli.model.attention"):
+        first = attention.run_attention(_sdpa, CPU, torch.float32, "official")
+        second = attention.run_attention(_sdpa, CPU, torch.float32, "official")
+    assert torch.equal(first, _sdpa()) and torch.equal(second, first)
+    assert [record.getMessage() for record in caplog.records] == [
+        "SAM2 attention: no efficient_attention kernel for cpu in torch.float32; "
+        "falling back to torch's choice"
+    ]
+
+
+def test_other_errors_are_not_swallowed() -> None:
+    def broken() -> None:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        attention.run_attention(broken, CPU, torch.float32, "official")
+
+
+def _attention_kernels_run(segmenter: GlusSegmenter, kernels: attention.AttentionKernels) -> set[str]:
+    features = segmenter.encode_frame(segmenter.preprocess(synthetic_frame(0)))
+    conditioned = segmenter.condition_on_memory(features, None)
+    decoded = segmenter.decode(features, conditioned, torch.ones(1, 1, 32))
+    bank = MemoryBank()
+    bank.write(0, segmenter.encode_memory(features, conditioned, decoded))
+    with profile() as profiler:
+        conditioned = segmenter.condition_on_memory(features, bank.read(1), kernels)
+        segmenter.decode(features, conditioned, torch.ones(1, 1, 32), kernels)
+    return {event.name for event in profiler.events() if "scaled_dot_product" in event.name}
+
+
+def test_half_precision_cpu_attention_runs_flash_in_fp32() -> None:
+    """Inside `Fp32Attention`, bf16 SDPA is CPU flash on fp32 copies: the math kernel's result (which
+    computes half inputs in fp32) to fp32 rounding, cast back to bf16."""
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, 256, 64, generator=generator).bfloat16() for _ in range(3))
+    with profile() as profiler, attention.Fp32Attention():
+        upcast = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    with sdpa_kernel([SDPBackend.MATH]):
+        math = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    names = {event.name for event in profiler.events()}
+    assert upcast.dtype == torch.bfloat16
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+    assert (upcast.float() - math.float()).abs().max() <= 2**-7  # at most one bf16 rounding step apart
+    flash_bf16 = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert (upcast.float() - math.float()).abs().max() < (flash_bf16.float() - math.float()).abs().max()
+
+
+def test_fast_runs_cpu_flash_and_the_exact_schedules_the_math_kernel(tiny_model: GlusModel) -> None:
+    fastest = _attention_kernels_run(tiny_model.segmenter, "fastest")
+    official = _attention_kernels_run(tiny_model.segmenter, "official")
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in fastest
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" not in official
+    assert "aten::_scaled_dot_product_attention_math" in official
+
+
+@pytest.mark.parametrize(
+    ("schedule", "kernels"), [("fast", "fastest"), ("fast-exact", "official"), ("reference", "official")]
+)
+def test_each_schedule_hands_its_kernels_to_sam2(
+    tiny_model: GlusModel, monkeypatch: pytest.MonkeyPatch, schedule: str, kernels: str
+) -> None:
+    seen: list[str] = []
+    original = GlusSegmenter.condition_on_memory
+
+    def spy(self: GlusSegmenter, features: object, memory: object, kernels: str = "official") -> torch.Tensor:
+        seen.append(kernels)
+        return original(self, features, memory, kernels)
+
+    monkeypatch.setattr(GlusSegmenter, "condition_on_memory", spy)
+    run(
+        tiny_model,
+        synthetic_video(2),
+        options=SegmentationOptions(num_context_frames=1, num_query_frames=1, schedule=schedule),
+    )
+    assert seen == [kernels, kernels]
+
+
+# --- Where sam2's tables live ----------------------------------------------------------------------
+
+
+def _tables(sam2: torch.nn.Module) -> list[torch.Tensor]:
+    tables = [m.freqs_cis for m in sam2.modules() if isinstance(getattr(m, "freqs_cis", None), torch.Tensor)]
+    caches = [
+        v for m in sam2.modules() if isinstance(getattr(m, "cache", None), dict) for v in m.cache.values()
+    ]
+    return tables + [value for value in caches if isinstance(value, torch.Tensor)]
+
+
+def test_sam2_builds_without_touching_cuda(
+    tiny_checkpoint: SyntheticCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sam2 1.1.0 moves `freqs_cis` to "cuda" whenever CUDA exists: on this CPU torch that raises, so a
+    build under `is_available() == True` proves the constructors never see CUDA."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    sam2 = build_sam2_model(tiny_checkpoint.path / TINY_SAM2_FILE, device="cpu")
+    tables = _tables(sam2)
+    assert len([m for m in sam2.modules() if hasattr(m, "freqs_cis")]) == 2  # self- and cross-attention
+    assert tables and all(table.device == CPU for table in tables)
+
+
+def test_loaded_model_lives_on_its_device_in_its_dtype(
+    models: ModelFactory, tiny_checkpoint: SyntheticCheckpoint
+) -> None:
+    model = models(tiny_checkpoint, dtype="bfloat16")
+    tensors = [*model.parameters(), *model.buffers(), *_tables(model.segmenter.sam2)]
+    assert all(tensor.device == CPU for tensor in tensors)
+    wrong_dtype = [
+        name
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+        if tensor.is_floating_point() and tensor.dtype != torch.bfloat16 and "rotary" not in name
+    ]
+    assert wrong_dtype == []
+
+
+def test_fp32_on_a_gpu_turns_tf32_off() -> None:
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = (matmul.fp32_precision, conv.fp32_precision)
+    try:
+        matmul.fp32_precision, conv.fp32_precision = "tf32", "tf32"
+        configure_matmul_precision(CUDA, torch.bfloat16)
+        configure_matmul_precision(CPU, torch.float32)
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
+        configure_matmul_precision(CUDA, torch.float32)
+        assert (matmul.fp32_precision, conv.fp32_precision) == ("ieee", "ieee")
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = saved
+
+
+# --- bf16 results ----------------------------------------------------------------------------------
+
+
+def test_bf16_fast_keeps_the_official_bf16_decisions_and_masks(
+    models: ModelFactory, tiny_checkpoint: SyntheticCheckpoint
+) -> None:
+    """bf16 `fast` (CPU flash, prefix cache) against bf16 `reference` (the official kernels and numerics):
+    the same [SEG] answers and per-frame mask IoU >= 0.99, with SAM2 reading a memory."""
+    model = models(tiny_checkpoint, dtype="bfloat16")
+    frames = synthetic_video(2)
+    options = {"num_context_frames": 1, "num_query_frames": 2}
+    reference = run(model, frames, options=SegmentationOptions(schedule="reference", **options))
+    fast = run(model, frames, options=SegmentationOptions(schedule="fast", **options))
+    assert [r.is_seg for r in fast] == [r.is_seg for r in reference] == [True, True]
+    for ours, official in zip(fast, reference, strict=True):
+        assert region_similarity(ours.mask, official.mask) >= 0.99
