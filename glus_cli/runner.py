@@ -98,8 +98,7 @@ def segment_to_outputs(
     started = time.perf_counter()
     with ExitStack() as stack:
         writers = []
-        for out in output_dirs:
-            out.mkdir(parents=True, exist_ok=True)
+        for out in output_dirs:  # the writers create the folders, turning OS errors into OutputError
             writers.append(stack.enter_context(open_writers(formats, out, video)))
         from glus_cli.pipeline import segment_video  # torch and transformers load with the model
 

@@ -158,11 +158,32 @@ def load_into(
         problems.append(f"unexpected {_key_list([prefix + key for key in unexpected])}")
     if problems:
         raise CheckpointError(f"checkpoint does not fit {what}: {'; '.join(problems)}")
+    _check_dtypes(module, state, what=what, prefix=prefix)
     try:
         module.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as error:  # size mismatches
         first_line = str(error).strip().splitlines()[-1].strip()
         raise CheckpointError(f"checkpoint does not fit {what}: {first_line}") from error
+
+
+def _check_dtypes(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str, prefix: str) -> None:
+    """Refuse integer or boolean tensors where the module has floating-point weights.
+
+    `load_state_dict` would report them as a size mismatch of two identical shapes; the cause is the dtype.
+
+    Raises:
+        CheckpointError: naming the keys and their dtypes.
+    """
+    wrong = [
+        f"{prefix}{name} ({str(state[name].dtype).removeprefix('torch.')})"
+        for name, expected in module.state_dict().items()
+        if expected.is_floating_point() and not state[name].is_floating_point()
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint does not fit {what}: weights must be floating point, but these are not: "
+            f"{_key_list(wrong)}"
+        )
 
 
 def _key_list(keys: list[str]) -> str:
