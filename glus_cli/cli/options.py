@@ -146,7 +146,7 @@ ExpressionsOption = Annotated[
         "--expressions",
         "-e",
         help="meta_expressions.json (MeViS, Ref-YouTube-VOS), JSON {video: {exp_id: text}} or "
-        "{video: [text]}, or CSV with columns video, exp_id (optional), expression.",
+        "{video: \\[text]}, or CSV with columns video, exp_id (optional), expression.",
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
