@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -127,10 +128,8 @@ def _show_click_exception(error: Exception) -> int:
 def _exit(code: int) -> None:
     """Exit with `code`; a Ctrl-C from here on (while Python joins threads and runs its exit handlers)
     ends the process as an interrupt, without a traceback and without exit code 0."""
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread: Python handles signals there only
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-    except ValueError:  # not the main thread: Python handles signals there only
-        pass
     sys.exit(code)
 
 

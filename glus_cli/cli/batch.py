@@ -33,6 +33,7 @@ from glus_cli.cli.runs import (
     RunSettings,
     Stopwatch,
     build_summary,
+    load_with_progress,
     report_failures,
     run_with_progress,
 )
@@ -96,9 +97,10 @@ def batch(
     lookup = keyframe_lookup(keyframes)
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     tasks = select_shard(tasks, shard_index, shard_count)
+    model.check([exp.text for task in tasks for exp in task.expressions], options)
     out = prepare_output_dir(output_dir, resume=True)
     with watch.time("load_model"):
-        glus = model.load()
+        glus = load_with_progress(model, quiet)
     with watch.time("segment"):
         report = run_with_progress(
             glus,

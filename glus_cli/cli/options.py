@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
@@ -27,7 +27,7 @@ from glus_cli.protocol import (
 )
 
 if TYPE_CHECKING:
-    from glus_cli.model.glus import GlusModel
+    from glus_cli.model.glus import GlusModel, LoadProgress
 
 R = TypeVar("R")
 
@@ -165,8 +165,28 @@ class ModelArgs:
     quantize: QuantizeOption = None
     fuser_gamma: FuserGammaOption = "checkpoint"
 
-    def load(self) -> GlusModel:
-        """Load the model these options describe (imported lazily so `glus --help` stays fast)."""
+    def check(self, expressions: Sequence[str], options: SegmentationOptions) -> None:
+        """What can be checked before the weights load: the device, the checkpoint's files (fetched if
+        needed) and every expression's prompt length against the LLM's context.
+
+        Raises:
+            GlusError: an unknown or unavailable device, a missing checkpoint, an expression too long.
+        """
+        from glus_cli import hub
+        from glus_cli.model.glus import resolve_device
+        from glus_cli.model.prompt_length import check_expressions_fit
+
+        resolve_device(self.device)
+        folder = hub.resolve_model(self.model, revision=self.revision)
+        tower = hub.resolve_vision_tower(self.vision_tower or hub.checkpoint_vision_tower(folder))
+        check_expressions_fit(folder, tower, expressions, options)
+
+    def load(self, on_progress: LoadProgress | None = None) -> GlusModel:
+        """Load the model these options describe (imported lazily so `glus --help` stays fast).
+
+        Args:
+            on_progress: told each loading step, for a progress display (see `load_glus`).
+        """
         from glus_cli.model.glus import load_glus
 
         return load_glus(
@@ -178,6 +198,7 @@ class ModelArgs:
             sam2_config=self.sam2_config,
             quantize=self.quantize,
             fuser_gamma=self.fuser_gamma,
+            on_progress=on_progress,
         )
 
 

@@ -13,7 +13,7 @@ are bf16-rounded and must not drive RoPE).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,15 +107,21 @@ def route_key(name: str) -> tuple[str, str] | None:
     raise CheckpointError(f"unexpected key in the checkpoint: {name}")
 
 
-def read_checkpoint(folder: Path) -> GlusStateDicts:
+def read_checkpoint(folder: Path, on_shard: Callable[[int], None] | None = None) -> GlusStateDicts:
     """Read every shard of a GLUS checkpoint and split its tensors by module.
+
+    Args:
+        folder: the checkpoint folder.
+        on_shard: called with each shard's index (0-based, in `weight_files` order) before it is read.
 
     Raises:
         CheckpointError: unreadable shards or keys that belong to no GLUS module (all named at once).
     """
     parts = GlusStateDicts()
     unexpected: list[str] = []
-    for shard in weight_files(folder):
+    for index, shard in enumerate(weight_files(folder)):
+        if on_shard is not None:
+            on_shard(index)
         for name, tensor in iter_tensors(shard):
             try:
                 routed = route_key(name)

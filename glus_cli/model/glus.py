@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from glus_cli.model.checkpoint import (
     GlusStateDicts,
     load_into,
     read_checkpoint,
+    weight_files,
 )
 from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GlusConfig
 from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
@@ -31,6 +33,10 @@ from glus_cli.protocol import FuserGamma
 logger = logging.getLogger(__name__)
 
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LoadProgress = Callable[[str, int, int], None]
+"""`(step, done, total)`: `load_glus` is starting `step` ("weights 2/3", "LLaMA and CLIP vision tower",
+"SAM2") with `done` of `total` steps finished; `("ready", total, total)` ends the load."""
+
 # SAM2's CXBlock layer-scale init: what the official `inference_iter.py` ends up with (see `load_glus`).
 OFFICIAL_EVAL_FUSER_GAMMA = 1e-6
 
@@ -139,6 +145,7 @@ def load_glus(
     sam2_config: str | Path | None = None,
     quantize: Quantize | None = None,
     fuser_gamma: FuserGamma = "checkpoint",
+    on_progress: LoadProgress | None = None,
 ) -> GlusModel:
     """Load a GLUS checkpoint (folder or Hub id) in the official layout.
 
@@ -157,6 +164,7 @@ def load_glus(
             model as trained). `official-eval` resets both to bf16(1e-6): transformers 4.31 renamed keys
             containing "gamma" while loading, so the official `inference_iter.py` never loaded them; use it
             to reproduce that script's numbers.
+        on_progress: told each step of the load (weight shards, CLIP, SAM2), for progress displays.
 
     Raises:
         CheckpointError, NetworkError, ResourceError, InputError: one-line user-facing problems.
@@ -183,7 +191,15 @@ def load_glus(
     tower_dir = hub.resolve_vision_tower(tower_name)
 
     logger.info("reading GLUS weights from %s", folder)
-    parts = read_checkpoint(folder)
+    num_shards = len(weight_files(folder))
+    total = num_shards + 2  # the shards, then CLIP, then SAM2
+
+    def step(what: str, done: int) -> None:
+        if on_progress is not None:
+            on_progress(what, done, total)
+
+    parts = read_checkpoint(folder, on_shard=lambda index: step(f"weights {index + 1}/{num_shards}", index))
+    step("LLaMA and CLIP vision tower", num_shards)
     modules = build_modules(config, sam2_name)
     language = _build_language_model(
         config, tokenizer, modules, parts, folder, quantize, torch_device, torch_dtype
@@ -191,6 +207,7 @@ def load_glus(
     vision = _build_vision(
         config, tower_dir, modules.mm_projector, parts.mm_projector, torch_device, torch_dtype
     )
+    step("SAM2", num_shards + 1)
     segmenter = _build_segmenter(modules.sam2, sam2_name, parts.sam2, fuser_gamma, torch_device, torch_dtype)
     info = ModelInfo(
         source=str(source),
@@ -204,6 +221,7 @@ def load_glus(
         dtype=str(torch_dtype).removeprefix("torch."),
     )
     image_processor = CLIPImageProcessorPil.from_pretrained(str(tower_dir))
+    step("ready", total)
     return GlusModel(config, tokenizer, image_processor, vision, language, segmenter, info).eval()
 
 
