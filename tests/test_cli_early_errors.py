@@ -16,29 +16,19 @@ import pytest
 from glus_cli import outputs
 from glus_cli.errors import InputError, NetworkError, OutputError, ResourceError
 from glus_cli.model import glus as glus_module
-from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_synthetic_video
 from tests.cli_helpers import run_glus
 from tests.test_cli_errors import assert_one_error
+
+pytest_plugins = ["tests.cli_fixtures"]
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 FAST = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_checkpoint(tmp_path_factory.mktemp("ckpt")).path
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_video(tmp_path_factory.mktemp("video") / "clip.mp4", 2, size=(40, 56), fps=5.0)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("GLUS_DEBUG", raising=False)
-    monkeypatch.setenv("GLUS_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
@@ -82,39 +72,39 @@ def test_choice_errors_have_no_pydantic_prefix(capsys: pytest.CaptureFixture[str
 
 
 def test_unknown_device_before_the_video(
-    capsys: pytest.CaptureFixture[str], checkpoint: Path, no_model_load: None
+    capsys: pytest.CaptureFixture[str], cli_checkpoint: Path, no_model_load: None
 ) -> None:
-    args = ["segment", "missing.mp4", "the dog", "--model", str(checkpoint), "--device", "tpu", "-q"]
+    args = ["segment", "missing.mp4", "the dog", "--model", str(cli_checkpoint), "--device", "tpu", "-q"]
     code, output = run_glus(args, capsys)
     assert_one_error(code, output, InputError.exit_code, "tpu")
     assert not Path("runs").exists()
 
 
 def test_unavailable_device_before_the_video(
-    capsys: pytest.CaptureFixture[str], checkpoint: Path, no_model_load: None
+    capsys: pytest.CaptureFixture[str], cli_checkpoint: Path, no_model_load: None
 ) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    args = ["segment", "missing.mp4", "the dog", "--model", str(checkpoint), "--device", "cuda", "-q"]
+    args = ["segment", "missing.mp4", "the dog", "--model", str(cli_checkpoint), "--device", "cuda", "-q"]
     code, output = run_glus(args, capsys)
     assert_one_error(code, output, ResourceError.exit_code, "cuda")
 
 
 def test_output_folder_that_is_a_file_before_the_video(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, checkpoint: Path, no_model_load: None
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cli_checkpoint: Path, no_model_load: None
 ) -> None:
     afile = tmp_path / "afile"
     afile.write_text("precious")
-    args = ["segment", "missing.mp4", "the dog", "-o", str(afile), "--model", str(checkpoint), *FAST]
+    args = ["segment", "missing.mp4", "the dog", "-o", str(afile), "--model", str(cli_checkpoint), *FAST]
     code, output = run_glus(args, capsys)
     assert_one_error(code, output, OutputError.exit_code, "afile")
     assert afile.read_text() == "precious"
 
 
 def test_missing_keyframes_file_before_the_video(
-    capsys: pytest.CaptureFixture[str], checkpoint: Path, no_model_load: None
+    capsys: pytest.CaptureFixture[str], cli_checkpoint: Path, no_model_load: None
 ) -> None:
     args = [
         "segment",
@@ -123,7 +113,7 @@ def test_missing_keyframes_file_before_the_video(
         "--keyframes",
         "scores.json",
         "--model",
-        str(checkpoint),
+        str(cli_checkpoint),
         *FAST,
     ]
     code, output = run_glus(args, capsys)
@@ -131,9 +121,9 @@ def test_missing_keyframes_file_before_the_video(
 
 
 def test_keyframe_outside_the_video_before_the_model(
-    capsys: pytest.CaptureFixture[str], video: Path, checkpoint: Path, no_model_load: None
+    capsys: pytest.CaptureFixture[str], video: Path, cli_checkpoint: Path, no_model_load: None
 ) -> None:
-    args = ["segment", str(video), "the dog", "--keyframe", "7", "--model", str(checkpoint), *FAST]
+    args = ["segment", str(video), "the dog", "--keyframe", "7", "--model", str(cli_checkpoint), *FAST]
     code, output = run_glus(args, capsys)
     assert_one_error(code, output, InputError.exit_code, "--keyframe 7")
     assert not Path("runs").exists(), "a refused run leaves no runs/ folder"
@@ -144,7 +134,7 @@ def test_prompt_too_long_before_the_model(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     video: Path,
-    checkpoint: Path,
+    cli_checkpoint: Path,
     no_model_load: None,
     command: str,
 ) -> None:
@@ -156,7 +146,9 @@ def test_prompt_too_long_before_the_model(
         (tmp_path / "videos" / "clip.mp4").write_bytes(video.read_bytes())
         (tmp_path / "expressions.csv").write_text(f"video,expression\nclip,{long_expression}\n")
         source = [str(tmp_path / "videos"), "-e", str(tmp_path / "expressions.csv")]
-    code, output = run_glus([command, *source, "--model", str(checkpoint), "-q", "--device", "cpu"], capsys)
+    code, output = run_glus(
+        [command, *source, "--model", str(cli_checkpoint), "-q", "--device", "cpu"], capsys
+    )
     line = assert_one_error(code, output, InputError.exit_code, "tokens", "2,048")
     assert "the small brown dog" in line and len(line) < 400
     assert not Path("runs").exists()
@@ -172,7 +164,7 @@ def test_offline_and_not_cached_leaves_no_runs_folder(
 
 
 def test_failed_load_after_the_checks_leaves_no_runs_folder(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, video: Path, checkpoint: Path
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, video: Path, cli_checkpoint: Path
 ) -> None:
     from glus_cli.errors import CheckpointError
 
@@ -180,7 +172,7 @@ def test_failed_load_after_the_checks_leaves_no_runs_folder(
         raise CheckpointError("weight shard 2 is corrupt")
 
     monkeypatch.setattr(glus_module, "load_glus", broken)
-    code, output = run_glus(["segment", str(video), "the dog", "--model", str(checkpoint), *FAST], capsys)
+    code, output = run_glus(["segment", str(video), "the dog", "--model", str(cli_checkpoint), *FAST], capsys)
     assert_one_error(code, output, CheckpointError.exit_code, "corrupt")
     assert not Path("runs").exists()
 
@@ -193,7 +185,7 @@ def test_unwritable_output_folder_before_the_model(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     video: Path,
-    checkpoint: Path,
+    cli_checkpoint: Path,
     no_model_load: None,
 ) -> None:
     out = tmp_path / "readonly"
@@ -205,7 +197,7 @@ def test_unwritable_output_folder_before_the_model(
         lambda path, mode: not (Path(path) == out and mode & os.W_OK) and real_access(path, mode),
     )
     code, output = run_glus(
-        ["segment", str(video), "the dog", "-o", str(out), "--model", str(checkpoint), *FAST], capsys
+        ["segment", str(video), "the dog", "-o", str(out), "--model", str(cli_checkpoint), *FAST], capsys
     )
     assert_one_error(code, output, OutputError.exit_code, "permission denied", "readonly")
     assert list(out.iterdir()) == []
@@ -216,7 +208,7 @@ def test_expression_folder_on_a_read_only_file_system(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     video: Path,
-    checkpoint: Path,
+    cli_checkpoint: Path,
 ) -> None:
     """The per-expression folder that cannot be created is an exit-5 line, not an internal error (70)."""
     real_mkdir = Path.mkdir
@@ -229,7 +221,7 @@ def test_expression_folder_on_a_read_only_file_system(
     monkeypatch.setattr(Path, "mkdir", read_only)
     out = tmp_path / "out"
     code, output = run_glus(
-        ["segment", str(video), "the dog", "-o", str(out), "--model", str(checkpoint), *FAST], capsys
+        ["segment", str(video), "the dog", "-o", str(out), "--model", str(cli_checkpoint), *FAST], capsys
     )
     assert_one_error(code, output, OutputError.exit_code, "read-only", "00-the-dog")
 

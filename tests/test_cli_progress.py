@@ -19,16 +19,13 @@ import pytest
 from glus_cli import pipeline
 from glus_cli.cli import runs
 from glus_cli.cli.app import main
-from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_synthetic_video
+
+pytest_plugins = ["tests.cli_fixtures"]
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 FAST = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu"]
 FRAME_LINE = re.compile(r": \d+/\d+ frames, [0-9.]+ fps, eta \d+:\d\d:\d\d$")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_checkpoint(tmp_path_factory.mktemp("ckpt")).path
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +34,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("GLUS_DEBUG", raising=False)
-    monkeypatch.setenv("GLUS_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.chdir(tmp_path)
+def _a_line_at_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runs, "PLAIN_PROGRESS_SECONDS", 0.0)  # a line at every step, not every 10 s
 
 
@@ -75,32 +69,32 @@ class LogSnapshots:
 
 
 def test_segment_logs_progress_lines_while_it_runs(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, checkpoint: Path, video: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli_checkpoint: Path, video: Path
 ) -> None:
     log = LogSnapshots(monkeypatch, after_results=2)
-    code, err = log.run("segment", str(video), "the dog", "--model", str(checkpoint), "-o", "out", *FAST)
+    code, err = log.run("segment", str(video), "the dog", "--model", str(cli_checkpoint), "-o", "out", *FAST)
     assert code == 0, err
     assert log.mid_run is not None
     mid_lines = log.mid_run.splitlines()
     # Loading: every step, then the frames of the expression, already in the log after two frames.
-    assert f"loading {checkpoint}: ready: 4/4 steps" in mid_lines, log.mid_run
-    assert any(line.startswith(f"loading {checkpoint}: weights 1/2") for line in mid_lines), log.mid_run
+    assert f"loading {cli_checkpoint}: ready: 4/4 steps" in mid_lines, log.mid_run
+    assert any(line.startswith(f"loading {cli_checkpoint}: weights 1/2") for line in mid_lines), log.mid_run
     assert any(line.startswith("clip: the dog: 2/4 frames") and FRAME_LINE.search(line) for line in mid_lines)
     assert any(line.startswith("clip: the dog: 4/4 frames") for line in err.splitlines()), err
     assert "━" not in err  # no Rich bars in a log
 
 
-def test_quiet_logs_nothing(monkeypatch: pytest.MonkeyPatch, checkpoint: Path, video: Path) -> None:
+def test_quiet_logs_nothing(monkeypatch: pytest.MonkeyPatch, cli_checkpoint: Path, video: Path) -> None:
     log = LogSnapshots(monkeypatch, after_results=1)
     code, err = log.run(
-        "segment", str(video), "the dog", "--model", str(checkpoint), "-o", "out", "-q", *FAST
+        "segment", str(video), "the dog", "--model", str(cli_checkpoint), "-o", "out", "-q", *FAST
     )
     assert code == 0, err
     assert err == ""
 
 
 def test_batch_logs_progress_lines(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, checkpoint: Path, video: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli_checkpoint: Path, video: Path
 ) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -109,7 +103,7 @@ def test_batch_logs_progress_lines(
     expressions.write_text(json.dumps({"clip": ["the dog", "the cat"]}))
     log = LogSnapshots(monkeypatch, after_results=3)
     code, err = log.run(
-        "batch", str(videos), "-e", str(expressions), "--model", str(checkpoint), "-o", "out", *FAST
+        "batch", str(videos), "-e", str(expressions), "--model", str(cli_checkpoint), "-o", "out", *FAST
     )
     assert code == 0, err
     assert log.mid_run is not None

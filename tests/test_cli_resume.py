@@ -21,9 +21,11 @@ from glus_cli import pipeline, runner
 from glus_cli.cli.app import EXIT_INTERRUPTED, main
 from glus_cli.errors import OutputError
 from glus_cli.run_record import RUN_RECORD_NAME, first_difference
-from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_synthetic_video
 from tests.cli_helpers import run_glus
+
+pytest_plugins = ["tests.cli_fixtures"]
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 FAST = ["--context-frames", "1", "--query-frames", "1", "--device", "cpu", "--quiet"]
 EXPRESSIONS = ["the red circle", "the green square"]
@@ -32,20 +34,8 @@ RUN_DEPENDENT = {"seconds", "output_dir"}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_checkpoint(tmp_path_factory.mktemp("ckpt")).path
-
-
-@pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_video(tmp_path_factory.mktemp("video") / "clip.mp4", 3, size=(40, 56), fps=5.0)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("GLUS_DEBUG", raising=False)
-    monkeypatch.setenv("GLUS_WEIGHTS_DIR", str(tmp_path / "weights"))
-    monkeypatch.chdir(tmp_path)
 
 
 def segment_args(video: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
@@ -84,11 +74,11 @@ def contents(out: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(
-    tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, video: Path
+    tmp_path_factory: pytest.TempPathFactory, cli_checkpoint: Path, video: Path
 ) -> dict[str, object]:
     """The files of the same command run without interruption."""
     out = tmp_path_factory.mktemp("whole") / "out"
-    old_argv, sys.argv = sys.argv, ["glus", *segment_args(video, checkpoint, out)]
+    old_argv, sys.argv = sys.argv, ["glus", *segment_args(video, cli_checkpoint, out)]
     stderr = io.StringIO()
     try:
         with (
@@ -120,21 +110,21 @@ def test_rerun_finishes_an_interrupted_run(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    checkpoint: Path,
+    cli_checkpoint: Path,
     video: Path,
     uninterrupted: dict[str, object],
 ) -> None:
     out = tmp_path / "out"
+    real = pipeline.segment_video
     interrupt_after(monkeypatch, 3)
-    code, output = run_glus(segment_args(video, checkpoint, out), capsys)
+    code, output = run_glus(segment_args(video, cli_checkpoint, out), capsys)
     assert code == EXIT_INTERRUPTED, output
     assert "nothing partial" not in output and "partial" in output and "--output-dir" in output
     assert (out / RUN_RECORD_NAME).is_file()
     assert not list(out.rglob(runner.RECORD_NAME)) and any(out.rglob("*.png"))  # partial, none complete
-    monkeypatch.undo()
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "segment_video", real)
 
-    code, output = run_glus(segment_args(video, checkpoint, out), capsys)
+    code, output = run_glus(segment_args(video, cli_checkpoint, out), capsys)
     assert code == 0, output
     assert contents(out) == uninterrupted
 
@@ -143,7 +133,7 @@ def test_complete_expressions_are_kept(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    checkpoint: Path,
+    cli_checkpoint: Path,
     video: Path,
     uninterrupted: dict[str, object],
 ) -> None:
@@ -157,10 +147,9 @@ def test_complete_expressions_are_kept(
         real(path, obj)
 
     monkeypatch.setattr(runner, "write_json_atomic", killed_at_the_second_record)
-    code, output = run_glus(segment_args(video, checkpoint, out), capsys)
+    code, output = run_glus(segment_args(video, cli_checkpoint, out), capsys)
     assert code == EXIT_INTERRUPTED, output
-    monkeypatch.undo()
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "write_json_atomic", real)
     first, second = out / "00-the-red-circle", out / "01-the-green-square"
     assert (first / runner.RECORD_NAME).is_file() and not (second / runner.RECORD_NAME).exists()
     kept = {path.name: path.stat().st_mtime_ns for path in first.rglob("*")}
@@ -173,7 +162,7 @@ def test_complete_expressions_are_kept(
         return real_segment(model, video_source, expressions, *args, **kw)
 
     monkeypatch.setattr(pipeline, "segment_video", counted)
-    code, output = run_glus(segment_args(video, checkpoint, out), capsys)
+    code, output = run_glus(segment_args(video, cli_checkpoint, out), capsys)
     assert code == 0, output
     assert calls == [1], "only the unfinished expression is segmented again"
     assert {path.name: path.stat().st_mtime_ns for path in first.rglob("*")} == kept
@@ -194,18 +183,18 @@ def test_rerun_with_other_settings_is_refused(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    checkpoint: Path,
+    cli_checkpoint: Path,
     video: Path,
     change: list[str],
     named: str,
 ) -> None:
     out = tmp_path / "out"
     interrupt_after(monkeypatch, 1)
-    code, _ = run_glus(segment_args(video, checkpoint, out), capsys)
+    code, _ = run_glus(segment_args(video, cli_checkpoint, out), capsys)
     assert code == EXIT_INTERRUPTED
     before = sorted(str(path) for path in out.rglob("*"))
 
-    code, output = run_glus(segment_args(video, checkpoint, out, *change), capsys)
+    code, output = run_glus(segment_args(video, cli_checkpoint, out, *change), capsys)
     assert code == OutputError.exit_code, output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "other settings" in errors[0] and named in errors[0], output
@@ -213,17 +202,26 @@ def test_rerun_with_other_settings_is_refused(
 
 
 def test_rerun_with_other_expressions_or_source_is_refused(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, checkpoint: Path, video: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cli_checkpoint: Path, video: Path
 ) -> None:
     out = tmp_path / "out"
-    code, output = run_glus(segment_args(video, checkpoint, out), capsys)
+    code, output = run_glus(segment_args(video, cli_checkpoint, out), capsys)
     assert code == 0, output
-    other = ["segment", str(video), "the blue triangle", "-o", str(out), "--model", str(checkpoint), *FAST]
+    other = [
+        "segment",
+        str(video),
+        "the blue triangle",
+        "-o",
+        str(out),
+        "--model",
+        str(cli_checkpoint),
+        *FAST,
+    ]
     code, output = run_glus(other, capsys)
     assert code == OutputError.exit_code and "expressions" in output, output
     copy = tmp_path / "copy.mp4"
     copy.write_bytes(video.read_bytes())
-    code, output = run_glus(segment_args(copy, checkpoint, out), capsys)
+    code, output = run_glus(segment_args(copy, cli_checkpoint, out), capsys)
     assert code == OutputError.exit_code and "source" in output, output
 
 

@@ -276,7 +276,7 @@ def build_modules(config: GlusConfig, sam2_config: str) -> GlusModules:
 
 def _rotary_table(config: GlusConfig) -> RotaryTable:
     head_dim = config.hidden_size // int(config.llama["num_attention_heads"])
-    max_positions = int(config.llama.get("max_position_embeddings", 2048))
+    max_positions = config.max_positions
     return RotaryTable(head_dim, config.rope_theta, max_positions)
 
 

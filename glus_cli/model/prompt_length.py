@@ -20,9 +20,6 @@ from glus_cli.model.prompt import build_prompt_ids, normalize_expression
 from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX, GlusTokenizer
 from glus_cli.protocol import SegmentationOptions
 
-DEFAULT_MAX_POSITIONS = 2048
-"""LLaMA-7B's context, used when config.json does not say (as transformers 4.31's LlamaConfig did)."""
-
 
 def image_positions(vision_tower_dir: Path) -> int:
     """LLM positions one image takes: the CLIP tower's patches, pooled by `IMAGE_TOKEN_POOL` (64 for
@@ -107,5 +104,5 @@ def check_expressions_fit(
         expressions,
         options,
         positions_per_image=image_positions(vision_tower_dir),
-        max_positions=int(config.llama.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)),
+        max_positions=config.max_positions,
     )
