@@ -128,6 +128,10 @@ def segment(
         ]
         folders = [out / expression_folder(i, text) for i, text in enumerate(texts)]
         pending = restart_incomplete(folders)
+        if len(pending) < len(jobs):
+            logger.info(
+                "%s: %d of %d expressions are complete and kept", out, len(jobs) - len(pending), len(jobs)
+            )
         with watch.time("load_model"):
             glus = load_with_progress(model, quiet)
         with progress_bar(quiet) as progress:
@@ -140,7 +144,7 @@ def segment(
                 for i in pending
             }
             with watch.time("segment"):
-                done = segment_to_outputs(
+                segment_to_outputs(
                     glus,
                     video,
                     [jobs[i] for i in pending],
@@ -149,9 +153,7 @@ def segment(
                     options,
                     on_step=lambda k: progress.advance(tasks[pending[k]]),
                 )
-        outcomes = [read_outcome(folder) for folder in folders]
-        if len(done) < len(jobs):
-            logger.info("%d of %d expressions were complete already", len(jobs) - len(done), len(jobs))
+        outcomes = [read_outcome(folder) for folder in folders]  # the kept ones and the new ones
         summary = build_summary(
             "segment",
             inputs={
