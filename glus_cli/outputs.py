@@ -301,6 +301,8 @@ def prepare_output_dir(path: Path | None, *, resume: bool = False, runs_root: Pa
         if not resume and path.is_dir() and any(path.iterdir()):
             raise OutputError(f"{path} exists and is not empty; choose another --output-dir")
         path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):  # refused now, not after the model has loaded
+            raise OutputError(f"permission denied writing {path}")
     return path
 
 

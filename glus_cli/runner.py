@@ -108,8 +108,7 @@ def segment_to_outputs(
     started = time.perf_counter()
     with ExitStack() as stack:
         writers = []
-        for out in output_dirs:
-            out.mkdir(parents=True, exist_ok=True)
+        for out in output_dirs:  # the writers create the folders, turning OS errors into OutputError
             writers.append(stack.enter_context(open_writers(formats, out, video)))
         # Entered after the writers, so it is left first: every queued mask is written (or, after an
         # error, skipped) before the writers close, and before any `expression.json` below.

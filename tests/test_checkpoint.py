@@ -336,6 +336,23 @@ def test_load_shape_mismatch(checkpoints: CheckpointFactory, tmp_path: Path) -> 
     assert "no_mem_embed" in message and "SAM2" in message
 
 
+def test_load_integer_weights_blames_the_dtype(checkpoints: CheckpointFactory, tmp_path: Path) -> None:
+    """A safetensors file whose weights are integers: the dtype is named, not the (identical) shapes."""
+    from safetensors.torch import save_file
+
+    folder = _clone(checkpoints(weight_format="safetensors"), tmp_path / "glus")
+    state: dict[str, torch.Tensor] = {}
+    for shard in weight_files(folder):
+        state.update((name, tensor.to(torch.int32)) for name, tensor in iter_tensors(shard))
+        shard.unlink()
+    for index in folder.glob("*.index.json"):
+        index.unlink()
+    save_file(state, str(folder / "model.safetensors"))
+    message = _load_error(folder)
+    assert "floating point" in message and "int32" in message, message
+    assert "size mismatch" not in message and "shape" not in message, message
+
+
 def test_load_folder_without_config(checkpoints: CheckpointFactory, tmp_path: Path) -> None:
     folder = _clone(checkpoints(), tmp_path / "glus")
     (folder / "config.json").unlink()

@@ -122,3 +122,18 @@ def test_download_from_the_local_cache_then_segment(
     assert Path(summary["model"]["checkpoint_dir"]) == snapshot
     assert Path(summary["model"]["vision_tower"]) == tower
     assert sorted(p.name for p in (out / "00-the-red-circle").glob("*.png")) == ["00000.png", "00001.png"]
+
+
+def test_models_at_80_columns_shows_whole_ids(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids are what users copy into --model: a narrow terminal wraps other columns, never an id."""
+    from glus_cli.manifest import load_manifest
+
+    monkeypatch.setenv("COLUMNS", "80")
+    code, output = run_glus(["models"], capsys)
+    assert code == 0, output
+    assert max(len(line) for line in output.splitlines()) <= 80, output
+    manifest = load_manifest()
+    for repo_id in [entry.repo_id for entry in (*manifest.models, *manifest.vision_towers)]:
+        assert repo_id in output, (repo_id, output)

@@ -66,7 +66,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 def test_keyframes_with_ground_truth_then_confidence(
     dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(options.ModelArgs, "load", lambda _self: shared_model(dataset.checkpoint))
+    monkeypatch.setattr(options.ModelArgs, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
     expressions = tmp_path / "exps.json"
     expressions.write_text(json.dumps({"vidB": {"0": "the red circle"}}))
     out = tmp_path / "kf"

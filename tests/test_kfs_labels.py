@@ -76,7 +76,7 @@ def truth_masks(split: Path, video: str, exp_id: str) -> list[np.ndarray]:
 def test_keyframes_writes_labels_the_trainer_reads(
     dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(options.ModelArgs, "load", lambda _self: shared_model(dataset.checkpoint))
+    monkeypatch.setattr(options.ModelArgs, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
     out = tmp_path / "kf"
     common = ["keyframes", str(dataset.frames), "-e", str(dataset.meta), "-o", str(out), "--quiet"]
 
@@ -119,7 +119,7 @@ def test_keyframes_writes_labels_the_trainer_reads(
 def test_subsampled_frames_get_no_labels(
     dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(options.ModelArgs, "load", lambda _self: shared_model(dataset.checkpoint))
+    monkeypatch.setattr(options.ModelArgs, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
     expressions = tmp_path / "exps.json"
     expressions.write_text(json.dumps({"vidB": {"0": "the red circle"}}))
     out = tmp_path / "kf"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -17,6 +19,7 @@ from glus_cli.cli.evaluate import evaluate_command
 from glus_cli.cli.keyframes import keyframes
 from glus_cli.cli.models import download, models
 from glus_cli.cli.segment import segment
+from glus_cli.cli.usage import usage_message
 from glus_cli.errors import GlusError, OutputError, ResourceError, one_line
 
 app = typer.Typer(
@@ -41,7 +44,10 @@ app.command()(models)
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
-_INTERRUPTED = "interrupted; finished outputs are complete, nothing partial was kept"
+_INTERRUPTED = (
+    "interrupted; expression folders without an expression.json are partial: "
+    "rerun the same command with the same --output-dir to finish them"
+)
 
 
 def _version(value: bool) -> None:
@@ -115,8 +121,16 @@ def _show_click_exception(error: Exception) -> int:
     if ctx is not None:
         error_console.print(ctx.get_usage(), markup=False, highlight=False, soft_wrap=True)
         error_console.print(f"Try '{ctx.command_path} --help' for help.", markup=False, highlight=False)
-    _print_error(one_line(error))
+    _print_error(usage_message(error))
     return code
+
+
+def _exit(code: int) -> None:
+    """Exit with `code`; a Ctrl-C from here on (while Python joins threads and runs its exit handlers)
+    ends the process as an interrupt, without a traceback and without exit code 0."""
+    with contextlib.suppress(ValueError):  # not the main thread: Python handles signals there only
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(code)
 
 
 def main() -> None:
@@ -126,23 +140,23 @@ def main() -> None:
         # Exit(130): exit with the code, explaining an interruption.
         result = app(standalone_mode=False)
     except typer.Exit as done:
-        sys.exit(done.exit_code)
+        _exit(done.exit_code)
     except typer.Abort:
         _print_error("aborted")
-        sys.exit(EXIT_INTERRUPTED)
+        _exit(EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         _print_error(_INTERRUPTED)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit(EXIT_INTERRUPTED)
     except GlusError as error:
         _print_error(one_line(error))
-        sys.exit(error.exit_code)
+        _exit(error.exit_code)
     except Exception as error:  # the last line of defence: never a traceback for users
         if isinstance(error, _click_exception_types()):
-            sys.exit(_show_click_exception(error))
+            _exit(_show_click_exception(error))
         user_error = _as_user_error(error)
         if user_error is not None:
             _print_error(one_line(user_error))
-            sys.exit(user_error.exit_code)
+            _exit(user_error.exit_code)
         if os.environ.get("GLUS_DEBUG"):
             raise
         _print_error(
@@ -150,9 +164,9 @@ def main() -> None:
             "(a bug in glus-cli; rerun with --debug for the traceback and report it)",
             prefix="internal error:",
         )
-        sys.exit(EXIT_INTERNAL)
+        _exit(EXIT_INTERNAL)
     if isinstance(result, int) and not isinstance(result, bool) and result:
         if result == EXIT_INTERRUPTED:
             _print_error(_INTERRUPTED)
-        sys.exit(result)
-    sys.exit(0)
+        _exit(result)
+    _exit(0)

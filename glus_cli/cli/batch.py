@@ -34,6 +34,7 @@ from glus_cli.cli.runs import (
     RunSettings,
     Stopwatch,
     build_summary,
+    load_with_progress,
     report_failures,
     run_with_progress,
 )
@@ -112,6 +113,8 @@ def batch(
     lookup = keyframe_lookup(keyframes)
     tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
     tasks = select_shard(tasks, shard_index, shard_count)
+    if ray_address is None:  # on Ray, each worker checks as it loads: the driver never imports torch
+        model.check([exp.text for task in tasks for exp in task.expressions], options)
     out = prepare_output_dir(output_dir, resume=True)
     results: dict[str, Any] = {}
     if ray_address is not None:
@@ -123,7 +126,7 @@ def batch(
         watch.seconds.update(ray_run.seconds)
     else:
         with watch.time("load_model"):
-            glus = model.load()
+            glus = load_with_progress(model, quiet)
         with watch.time("segment"):
             report = run_with_progress(
                 glus,

@@ -19,7 +19,7 @@ from glus_cli.cli.options import (
     ResumableOutputDirOption,
     option_groups,
 )
-from glus_cli.cli.runs import progress_bar, report_failures, video_progress
+from glus_cli.cli.runs import load_with_progress, progress_bar, report_failures, video_progress
 from glus_cli.ground_truth import Layout
 from glus_cli.keyframes import ground_truth_scores, run_keyframes
 from glus_cli.outputs import prepare_output_dir
@@ -71,8 +71,9 @@ def keyframes(
                 "--stride/--max-frames leave out get none",
                 highlight=False,
             )
+    model.check([exp.text for task in tasks for exp in task.expressions], options)
     out = prepare_output_dir(output_dir, resume=True)
-    glus = model.load()
+    glus = load_with_progress(model, quiet)
     with progress_bar(quiet) as progress:
         run = run_keyframes(
             glus,

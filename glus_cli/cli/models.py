@@ -43,10 +43,15 @@ def download(
 
 def models() -> None:
     """List the known GLUS checkpoints, their download sizes and reported accuracy, and what is cached."""
-    table = Table(title=f"GLUS checkpoints (cache: {hub.weights_dir()})")
-    for column in ("model", "kind", "size", "J&F MeViS", "J&F Ref-YTVOS", "cached", "path"):
+    statuses = hub.list_models()
+    # Ids are what users copy into --model: never cut, even at 80 columns (no outer border, so the table
+    # fits). The cache paths, long, follow the table.
+    table = Table(title=f"GLUS checkpoints (cache: {hub.weights_dir()})", show_edge=False, pad_edge=False)
+    longest_id = max((len(status.repo_id) for status in statuses), default=5)
+    table.add_column("model", min_width=longest_id, no_wrap=True)
+    for column in ("kind", "size", "J&F MeViS", "J&F Ref-YTVOS", "cached"):
         table.add_column(column)
-    for status in hub.list_models():
+    for status in statuses:
         entry = status.entry
         is_checkpoint = isinstance(entry, ModelEntry)
         name = status.repo_id + (" (default)" if is_checkpoint and entry.default else "")
@@ -59,6 +64,8 @@ def models() -> None:
             f"{entry.jf_mevis:.1f}" if is_checkpoint else "",
             f"{entry.jf_refytvos:.1f}" if is_checkpoint else "",
             cached,
-            str(status.path or ""),
         )
     console.print(table)
+    for status in statuses:
+        if status.path is not None:
+            console.print(f"{status.repo_id}: {status.path}", highlight=False, soft_wrap=True)

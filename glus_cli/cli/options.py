@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
@@ -28,7 +28,7 @@ from glus_cli.protocol import (
 
 if TYPE_CHECKING:
     from glus_cli.model.footprint import Workload
-    from glus_cli.model.glus import GlusModel
+    from glus_cli.model.glus import GlusModel, LoadProgress
 
 R = TypeVar("R")
 
@@ -154,7 +154,7 @@ ExpressionsOption = Annotated[
         "--expressions",
         "-e",
         help="meta_expressions.json (MeViS, Ref-YouTube-VOS), JSON {video: {exp_id: text}} or "
-        "{video: [text]}, or CSV with columns video, exp_id (optional), expression.",
+        "{video: \\[text]}, or CSV with columns video, exp_id (optional), expression.",
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
@@ -173,16 +173,32 @@ class ModelArgs:
     quantize: QuantizeOption = None
     fuser_gamma: FuserGammaOption = "checkpoint"
 
-    def load(self, workload: Workload | None = None, quiet: bool = True) -> GlusModel:
+    def check(self, expressions: Sequence[str], options: SegmentationOptions) -> None:
+        """What can be checked before the weights load: the device, the checkpoint's files (fetched if
+        needed) and every expression's prompt length against the LLM's context.
+
+        Raises:
+            GlusError: an unknown or unavailable device, a missing checkpoint, an expression too long.
+        """
+        from glus_cli import hub
+        from glus_cli.model.glus import resolve_device
+        from glus_cli.model.prompt_length import check_expressions_fit
+
+        resolve_device(self.device)
+        folder = hub.resolve_model(self.model, revision=self.revision)
+        tower = hub.resolve_vision_tower(self.vision_tower or hub.checkpoint_vision_tower(folder))
+        check_expressions_fit(folder, tower, expressions, options)
+
+    def load(self, workload: Workload | None = None, on_progress: LoadProgress | None = None) -> GlusModel:
         """Load the model these options describe (imported lazily so `glus --help` stays fast).
 
         Args:
             workload: the run's frame size and batch, for the memory check before loading.
-            quiet: False prints the run header (device, precision and why, memory estimate) on stderr.
+            on_progress: told each loading step, for a progress display (see `load_glus`).
         """
         from glus_cli.model.glus import load_glus
 
-        model = load_glus(
+        return load_glus(
             self.model,
             revision=self.revision,
             device=self.device,
@@ -192,19 +208,8 @@ class ModelArgs:
             quantize=self.quantize,
             fuser_gamma=self.fuser_gamma,
             workload=workload,
+            on_progress=on_progress,
         )
-        if not quiet:
-            from glus_cli.cli.console import error_console
-
-            info = model.info
-            error_console.print(
-                f"{info.source} on {info.device} in {info.dtype} ({info.dtype_reason}); "
-                f"about {info.memory_estimate_gb:.1f} GB",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-        return model
 
 
 @dataclass(frozen=True)

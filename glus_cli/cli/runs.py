@@ -43,6 +43,8 @@ from glus_cli.protocol import num_query_steps
 
 if TYPE_CHECKING:
     from glus_cli.batch import KeyframeLookup
+    from glus_cli.cli.options import ModelArgs
+    from glus_cli.model.footprint import Workload
     from glus_cli.model.glus import GlusModel
     from glus_cli.protocol import SegmentationOptions
     from glus_cli.runner import Expression
@@ -53,8 +55,18 @@ EXIT_VIDEOS_FAILED = 8
 """Exit code of `glus batch` / `glus keyframes` when some videos failed (the others were done)."""
 
 
-def progress_bar(quiet: bool) -> Progress:
-    """The Rich progress display of every long-running command (disabled with --quiet)."""
+PLAIN_PROGRESS_SECONDS = 10.0
+"""Seconds between two plain progress lines of one task (stderr not a terminal)."""
+
+
+def progress_bar(quiet: bool) -> Progress | PlainProgress:
+    """The progress display of every long-running command: Rich bars on a terminal, plain lines on stderr
+    otherwise (`2>log`, nohup, Slurm), where Rich would not redraw until the end; nothing with --quiet.
+
+    Tasks may take a `unit` field ("frames", "steps"); plain lines give the rate and ETA of frames.
+    """
+    if not quiet and not error_console.is_terminal:
+        return PlainProgress()
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -66,6 +78,104 @@ def progress_bar(quiet: bool) -> Progress:
         disable=quiet,
         transient=False,
     )
+
+
+@dataclass
+class _PlainTask:
+    description: str
+    total: float | None
+    unit: str
+    started: float
+    completed: float = 0.0
+    printed: float = 0.0
+
+
+class PlainProgress:
+    """Progress as plain lines on stderr, for logs: one line when a task starts, then at most one every
+    `PLAIN_PROGRESS_SECONDS`, and one when it completes; e.g.
+    ``clip (2 expressions): 40/120 frames, 2.5 fps, eta 0:00:32``.
+
+    It takes the calls the commands make on Rich's `Progress` (`add_task`, `advance`, `update`).
+    """
+
+    def __init__(self) -> None:
+        self._tasks: list[_PlainTask] = []
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, unit: str = "") -> int:
+        """Start a task; returns its id."""
+        now = time.monotonic()
+        self._tasks.append(_PlainTask(description, total, unit, now))
+        self._print(self._tasks[-1], now)
+        return len(self._tasks) - 1
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        """Count `advance` more units done."""
+        self.update(task_id, completed=self._tasks[task_id].completed + advance)
+
+    def update(
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        description: str | None = None,
+    ) -> None:
+        """Change a task; print its line if it completed or the last line is old enough."""
+        task = self._tasks[task_id]
+        task.description = description if description is not None else task.description
+        task.total = total if total is not None else task.total
+        finished_before = task.total is not None and task.completed >= task.total
+        task.completed = completed if completed is not None else task.completed
+        now = time.monotonic()
+        finished = task.total is not None and task.completed >= task.total
+        if (finished and not finished_before) or now - task.printed >= PLAIN_PROGRESS_SECONDS:
+            self._print(task, now)
+
+    def _print(self, task: _PlainTask, now: float) -> None:
+        task.printed = now
+        total = "?" if task.total is None else f"{task.total:g}"
+        line = f"{task.description}: {task.completed:g}/{total}" + (f" {task.unit}" if task.unit else "")
+        elapsed = now - task.started
+        if task.unit == "frames" and task.completed and elapsed > 0:
+            rate = task.completed / elapsed
+            line += f", {rate:.2f} fps"
+            if task.total is not None:
+                line += f", eta {_clock((task.total - task.completed) / rate)}"
+        error_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _clock(seconds: float) -> str:
+    """``H:MM:SS``."""
+    whole = max(0, round(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def load_with_progress(model: ModelArgs, quiet: bool, workload: Workload | None = None) -> GlusModel:
+    """Load the model, showing its steps (weight shards, LLaMA and CLIP, SAM2) as one progress task, then
+    the run header: device, precision and why, and the memory estimate (both silenced by --quiet)."""
+    with progress_bar(quiet) as progress:
+        task = progress.add_task(f"loading {model.model}", total=None, unit="steps")
+
+        def on_progress(step: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, description=f"loading {model.model}: {step}")
+
+        glus = model.load(workload, on_progress)
+    if not quiet:
+        info = glus.info
+        error_console.print(
+            f"{info.source} on {info.device} in {info.dtype} ({info.dtype_reason}); "
+            f"about {info.memory_estimate_gb:.1f} GB",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return glus
 
 
 def run_with_progress(
@@ -102,7 +212,7 @@ def video_progress(
 
     def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
         total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
-        bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total)
+        bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total, unit="frames")
         return lambda _job: progress.advance(bar)
 
     return on_video

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -16,17 +17,28 @@ from glus_cli.cli.options import (
     ModelArgs,
     ProtocolArgs,
     QuietOption,
+    ResumableOutputDirOption,
     default_formats,
     option_groups,
 )
-from glus_cli.cli.runs import SUMMARY_NAME, RunSettings, Stopwatch, build_summary, progress_bar
+from glus_cli.cli.runs import (
+    SUMMARY_NAME,
+    RunSettings,
+    Stopwatch,
+    build_summary,
+    load_with_progress,
+    progress_bar,
+)
 from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
-from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
+from glus_cli.outputs import validate_formats, write_json_atomic
 from glus_cli.protocol import num_query_steps
+from glus_cli.run_record import read_outcome, restart_incomplete, resumable_run
 from glus_cli.runner import Expression, segment_to_outputs
 from glus_cli.video import open_video
+
+logger = logging.getLogger(__name__)
 
 
 def expression_folder(index: int, text: str) -> str:
@@ -43,15 +55,7 @@ def segment(
     expressions: Annotated[list[str], typer.Argument(help="One or more referring expressions.")],
     *,
     model: ModelArgs,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir",
-            "-o",
-            help="New or empty folder (default: a fresh runs/NNNN).",
-            rich_help_panel="Output",
-        ),
-    ] = None,
+    output_dir: ResumableOutputDirOption = None,
     formats: FormatOption = None,
     protocol: ProtocolArgs,
     keyframe: Annotated[
@@ -74,6 +78,9 @@ def segment(
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
 
+    An interrupted run is finished by rerunning the same command with the same --output-dir: finished
+    expressions are kept, the others redone. A rerun with other options into that folder is refused.
+
     Examples:
 
       glus segment video.mp4 "the dog that jumps first"
@@ -93,8 +100,22 @@ def segment(
     if keyframe is not None and keyframes is not None:
         raise InputError("give either --keyframe or --keyframes, not both")
     scores = read_scores(keyframes) if keyframes is not None else None
+    model.check(texts, options)  # the device, the checkpoint's files, the prompt lengths
+    record = {
+        "command": "segment",
+        "source": str(Path(source).absolute()),
+        "expressions": texts,
+        "model": asdict(model),
+        "protocol": asdict(protocol),
+        "formats": formats_used,
+        "keyframe": keyframe,
+        "keyframes": None if keyframes is None else str(keyframes.absolute()),
+    }
 
-    with open_video(source, stride=stride, max_frames=max_frames) as video:
+    with (
+        resumable_run(output_dir, record) as out,
+        open_video(source, stride=stride, max_frames=max_frames) as video,
+    ):
         if keyframe is not None and keyframe >= video.num_frames:
             raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
         jobs = [
@@ -105,43 +126,39 @@ def segment(
             )
             for i, text in enumerate(texts)
         ]
-        existed = output_dir is not None and output_dir.is_dir()
-        out = prepare_output_dir(output_dir)
-        try:
-            from glus_cli.model.footprint import Workload  # imports torch: only when a model runs
-
-            with watch.time("load_model"):
-                glus = model.load(
-                    Workload(
-                        video.frame_size,
-                        protocol.llm_batch_size,
-                        protocol.context_frames,
-                        protocol.query_frames,
-                    ),
-                    quiet,
-                )
-        except BaseException:
-            if not existed and not any(out.iterdir()):  # leave no empty runs/NNNN behind a failed load
-                out.rmdir()
-            raise
         folders = [out / expression_folder(i, text) for i, text in enumerate(texts)]
+        pending = restart_incomplete(folders)
+        if len(pending) < len(jobs):
+            logger.info(
+                "%s: %d of %d expressions are complete and kept", out, len(jobs) - len(pending), len(jobs)
+            )
+        from glus_cli.model.footprint import Workload  # imports torch: only when a model runs
+
+        workload = Workload(
+            video.frame_size, protocol.llm_batch_size, protocol.context_frames, protocol.query_frames
+        )
+        with watch.time("load_model"):
+            glus = load_with_progress(model, quiet, workload)
         with progress_bar(quiet) as progress:
-            tasks = [
-                progress.add_task(
-                    f"{video.name}: {job.text[:40]}", total=num_query_steps(video.num_frames, job.keyframe)
+            tasks = {
+                i: progress.add_task(
+                    f"{video.name}: {jobs[i].text[:40]}",
+                    total=num_query_steps(video.num_frames, jobs[i].keyframe),
+                    unit="frames",
                 )
-                for job in jobs
-            ]
+                for i in pending
+            }
             with watch.time("segment"):
-                outcomes = segment_to_outputs(
+                segment_to_outputs(
                     glus,
                     video,
-                    jobs,
-                    folders,
+                    [jobs[i] for i in pending],
+                    [folders[i] for i in pending],
                     formats_used,
                     options,
-                    on_step=lambda i: progress.advance(tasks[i]),
+                    on_step=lambda k: progress.advance(tasks[pending[k]]),
                 )
+        outcomes = [read_outcome(folder) for folder in folders]  # the kept ones and the new ones
         summary = build_summary(
             "segment",
             inputs={

@@ -13,7 +13,7 @@ are bf16-rounded and must not drive RoPE).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,15 +107,21 @@ def route_key(name: str) -> tuple[str, str] | None:
     raise CheckpointError(f"unexpected key in the checkpoint: {name}")
 
 
-def read_checkpoint(folder: Path) -> GlusStateDicts:
+def read_checkpoint(folder: Path, on_shard: Callable[[int], None] | None = None) -> GlusStateDicts:
     """Read every shard of a GLUS checkpoint and split its tensors by module.
+
+    Args:
+        folder: the checkpoint folder.
+        on_shard: called with each shard's index (0-based, in `weight_files` order) before it is read.
 
     Raises:
         CheckpointError: unreadable shards or keys that belong to no GLUS module (all named at once).
     """
     parts = GlusStateDicts()
     unexpected: list[str] = []
-    for shard in weight_files(folder):
+    for index, shard in enumerate(weight_files(folder)):
+        if on_shard is not None:
+            on_shard(index)
         for name, tensor in iter_tensors(shard):
             try:
                 routed = route_key(name)
@@ -158,11 +164,32 @@ def load_into(
         problems.append(f"unexpected {_key_list([prefix + key for key in unexpected])}")
     if problems:
         raise CheckpointError(f"checkpoint does not fit {what}: {'; '.join(problems)}")
+    _check_dtypes(module, state, what=what, prefix=prefix)
     try:
         module.load_state_dict(state, strict=True, assign=assign)
     except RuntimeError as error:  # size mismatches
         first_line = str(error).strip().splitlines()[-1].strip()
         raise CheckpointError(f"checkpoint does not fit {what}: {first_line}") from error
+
+
+def _check_dtypes(module: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str, prefix: str) -> None:
+    """Refuse integer or boolean tensors where the module has floating-point weights.
+
+    `load_state_dict` would report them as a size mismatch of two identical shapes; the cause is the dtype.
+
+    Raises:
+        CheckpointError: naming the keys and their dtypes.
+    """
+    wrong = [
+        f"{prefix}{name} ({str(state[name].dtype).removeprefix('torch.')})"
+        for name, expected in module.state_dict().items()
+        if expected.is_floating_point() and not state[name].is_floating_point()
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"checkpoint does not fit {what}: weights must be floating point, but these are not: "
+            f"{_key_list(wrong)}"
+        )
 
 
 def _key_list(keys: list[str]) -> str:

@@ -18,6 +18,8 @@ from glus_cli.checkpoint_layout import CONFIG_NAME, read_config_json, vision_tow
 from glus_cli.errors import CheckpointError
 
 DEFAULT_SAM2_CONFIG = "sam2_hiera_l.yaml"
+DEFAULT_MAX_POSITIONS = 2048
+"""LLaMA-7B's context, for a config.json that does not give `max_position_embeddings`."""
 
 # LLaVA's `downsample_layer`: AvgPool1d(4, 4) over the 256 CLIP patch tokens of one image (fixed in the
 # official code, not a config field).
@@ -82,6 +84,12 @@ class GlusConfig:
     def hidden_size(self) -> int:
         """Width of the LLaMA residual stream."""
         return int(self.llama["hidden_size"])
+
+    @property
+    def max_positions(self) -> int:
+        """Positions the LLaMA takes (`max_position_embeddings`; 2048, LLaMA-7B's, when absent, as in
+        transformers 4.31's `LlamaConfig`)."""
+        return int(self.llama.get("max_position_embeddings", DEFAULT_MAX_POSITIONS))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "config.json") -> GlusConfig:

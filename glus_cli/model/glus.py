@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from glus_cli.model.checkpoint import (
     GlusStateDicts,
     load_into,
     read_checkpoint,
+    weight_files,
 )
 from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GlusConfig
 from glus_cli.model.footprint import Workload, check_memory, count_tensors
@@ -31,6 +33,10 @@ from glus_cli.precision import PrecisionPlan, Quantize, plan_precision
 from glus_cli.protocol import FuserGamma
 
 logger = logging.getLogger(__name__)
+
+LoadProgress = Callable[[str, int, int], None]
+"""`(step, done, total)`: `load_glus` is starting `step` ("weights 2/3", "LLaMA and CLIP vision tower",
+"SAM2") with `done` of `total` steps finished; `("ready", total, total)` ends the load."""
 
 # SAM2's CXBlock layer-scale init: what the official `inference_iter.py` ends up with (see `load_glus`).
 OFFICIAL_EVAL_FUSER_GAMMA = 1e-6
@@ -163,6 +169,7 @@ def load_glus(
     fuser_gamma: FuserGamma = "checkpoint",
     workload: Workload | None = None,
     available_memory: int | None = None,
+    on_progress: LoadProgress | None = None,
 ) -> GlusModel:
     """Load a GLUS checkpoint (folder or Hub id) in the official layout.
 
@@ -185,6 +192,7 @@ def load_glus(
         workload: frame size, `llm_batch_size` and window of the run, for the memory check (default
             1080p frames and the protocol's defaults).
         available_memory: bytes the model may use, instead of asking the device (for tests and tools).
+        on_progress: told each step of the load (weight shards, CLIP, SAM2), for progress displays.
 
     Before reading any weight, the memory the plan needs is estimated and compared with the available RAM
     or free GPU memory (`glus_cli.model.footprint.check_memory`).
@@ -227,7 +235,15 @@ def load_glus(
     logger.info("precision %s (%s); about %.1f GB needed", plan.dtype, plan.reason, footprint.total / 1e9)
     configure_matmul_precision(torch_device, torch_dtype)
     logger.info("reading GLUS weights from %s", folder)
-    parts = read_checkpoint(folder)
+    num_shards = len(weight_files(folder))
+    total = num_shards + 2  # the shards, then CLIP, then SAM2
+
+    def step(what: str, done: int) -> None:
+        if on_progress is not None:
+            on_progress(what, done, total)
+
+    parts = read_checkpoint(folder, on_shard=lambda index: step(f"weights {index + 1}/{num_shards}", index))
+    step("LLaMA and CLIP vision tower", num_shards)
     modules = build_modules(config, sam2_name)
     language = _build_language_model(
         config, tokenizer, modules, parts, folder, quantize, torch_device, torch_dtype
@@ -235,6 +251,7 @@ def load_glus(
     vision = _build_vision(
         config, tower_dir, modules.mm_projector, parts.mm_projector, torch_device, torch_dtype
     )
+    step("SAM2", num_shards + 1)
     segmenter = _build_segmenter(modules.sam2, sam2_name, parts.sam2, fuser_gamma, torch_device, torch_dtype)
     info = ModelInfo(
         source=str(source),
@@ -250,6 +267,7 @@ def load_glus(
         memory_estimate_gb=round(footprint.total / 1e9, 2),
     )
     image_processor = CLIPImageProcessorPil.from_pretrained(str(tower_dir))
+    step("ready", total)
     return GlusModel(config, tokenizer, image_processor, vision, language, segmenter, info).eval()
 
 
@@ -304,7 +322,7 @@ def build_modules(config: GlusConfig, sam2_config: str) -> GlusModules:
 
 def _rotary_table(config: GlusConfig) -> RotaryTable:
     head_dim = config.hidden_size // int(config.llama["num_attention_heads"])
-    max_positions = int(config.llama.get("max_position_embeddings", 2048))
+    max_positions = config.max_positions
     return RotaryTable(head_dim, config.rope_theta, max_positions)
 
 

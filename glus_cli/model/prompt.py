@@ -166,7 +166,7 @@ def build_prompt_ids(
 def _check_expression(expression: str, original: str) -> None:
     """Raise InputError for an empty expression or one containing reserved text."""
     if not expression.strip():
-        raise InputError(f"The expression {original!r} has no words (after removing one final period)")
+        raise InputError(f'the expression "{original}" has no words (after removing one final period)')
     for text, reason in _RESERVED_TEXTS.items():
         if text in expression:
-            raise InputError(f"The expression {original!r} contains {text!r}: {reason}")
+            raise InputError(f'the expression "{original}" contains {text!r}: {reason}')
