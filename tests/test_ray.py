@@ -26,7 +26,7 @@ from cli_helpers import run_glus
 from glus_dataset import copy_tree, tree_bytes
 
 from glus_cli.cli.app import main
-from glus_cli.cli.batch import EXIT_VIDEOS_FAILED
+from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
 from glus_cli.distributed.worker import FAULT_ENV
 from glus_cli.errors import CheckpointError
 from glus_cli.runner import RECORD_NAME
