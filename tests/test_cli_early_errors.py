@@ -65,7 +65,7 @@ def test_choice_errors_have_no_pydantic_prefix(capsys: pytest.CaptureFixture[str
     code, output = run_glus(["segment", str(video), "the dog", "--dtype", "fp64"], capsys)
     line = assert_one_error(code, output, 2, "--dtype", "'fp64' is not one of")
     assert "Value error" not in line
-    assert line.startswith("error: Invalid value for '--dtype': 'fp64' is not one of 'auto'")
+    assert line.startswith("error: Invalid value for '--dtype' / '--precision': 'fp64' is not one of 'auto'")
 
 
 # --- Checked before the video is opened and before the model loads ---

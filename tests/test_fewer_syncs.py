@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from transformers import DynamicCache
 
@@ -45,19 +44,22 @@ def test_rotary_table_grows_with_the_same_rows() -> None:
     assert torch.equal(table.cos_table, fresh.cos_table) and torch.equal(table.sin_table, fresh.sin_table)
 
 
-def test_the_llm_sizes_the_rotary_table_from_the_cache_and_input_lengths(
-    tiny_model: GlusModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_llm_sizes_the_rotary_table_from_the_cache_and_input_lengths(tiny_model: GlusModel) -> None:
     language = tiny_model.language
-    full_table = language.llm.model.rotary_emb
+    llama = language.llm.model
+    full_table = llama.rotary_emb
     embeds = torch.randn(1, 12, language.llm.config.hidden_size, generator=torch.Generator().manual_seed(1))
     expected = language(embeds)
     short = RotaryTable(full_table.head_dim, full_table.theta, max_positions=4)
-    monkeypatch.setattr(language.llm.model, "rotary_emb", short)
-    cache = DynamicCache()
-    language(embeds[:, :5], past_key_values=cache)
-    assert short.cos_table.shape[0] == 5
-    rest = language(embeds[:, 5:], past_key_values=cache)
-    assert short.cos_table.shape[0] == 12  # 5 cached + 7 new positions, known without reading the GPU
-    assert torch.equal(language(embeds), expected)
+    # Swapped by hand and put back: the session's shared model must keep its own table.
+    llama.rotary_emb = short
+    try:
+        cache = DynamicCache()
+        language(embeds[:, :5], past_key_values=cache)
+        assert short.cos_table.shape[0] == 5
+        rest = language(embeds[:, 5:], past_key_values=cache)
+        assert short.cos_table.shape[0] == 12  # 5 cached + 7 new positions, known without reading the GPU
+        assert torch.equal(language(embeds), expected)
+    finally:
+        llama.rotary_emb = full_table
     assert torch.allclose(rest, expected[:, 5:], atol=1e-5)

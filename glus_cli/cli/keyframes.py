@@ -71,7 +71,6 @@ def keyframes(
                 "--stride/--max-frames leave out get none",
                 highlight=False,
             )
-    model.check([exp.text for task in tasks for exp in task.expressions], options)
     out = prepare_output_dir(output_dir, resume=True)
     glus = load_with_progress(model, quiet)
     with progress_bar(quiet) as progress:

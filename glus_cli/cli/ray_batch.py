@@ -6,6 +6,7 @@ The batch command parses its options and hands over here; the work is `glus_cli.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,14 +53,16 @@ def run_on_ray_with_progress(
     """
     import_ray()
     progress = progress_bar(quiet)
-    bar = progress.add_task(f"{len(tasks)} videos on Ray", total=None)
+    shown = ExitStack()  # the display starts with the first report and ends with the run
+    bars: list[int] = []
 
     def show(done: int, total: int) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        progress.update(bar, completed=done, total=total)
+        if not bars:
+            shown.enter_context(progress)
+            bars.append(progress.add_task(f"{len(tasks)} videos on Ray", total=total, unit="videos"))
+        progress.update(bars[0], completed=done, total=total)
 
-    try:
+    with shown:
         return run_on_ray(
             tasks,
             spec,
@@ -69,6 +72,3 @@ def run_on_ray_with_progress(
             on_progress=show,
             verbose=logging.getLogger().isEnabledFor(logging.INFO),
         )
-    finally:
-        if progress.live.is_started:
-            progress.stop()
