@@ -169,16 +169,16 @@ def part_steady(work_dir: Path, plans: list[str], size: tuple[int, int]) -> dict
         logger.info("steady state %s: %.1f s per frame", plan, report[plan]["steady_seconds_per_frame"])
         del model
     baseline = report[plans[0]]
+    baseline_masks = baseline["masks"]
     for plan in plans:
         row = report[plan]
         row["speedup"] = baseline["steady_seconds_per_frame"] / row["steady_seconds_per_frame"]
         row["same_decisions"] = row["decisions"] == baseline["decisions"]
         ious = []
-        for a, b in zip(row.pop("masks"), baseline["masks"], strict=True):
+        for a, b in zip(row.pop("masks"), baseline_masks, strict=True):
             union = (a | b).sum()
             ious.append(1.0 if union == 0 else float((a & b).sum() / union))
         row["min_iou"] = min(ious)
-    baseline.pop("masks", None)
     return report
 
 
