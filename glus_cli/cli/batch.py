@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -41,9 +41,6 @@ from glus_cli.cli.runs import (
 from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_lookup
 from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
-
-if TYPE_CHECKING:
-    pass
 
 
 @option_groups
