@@ -6,9 +6,9 @@ expressions file. Its output is the MeViS / Ref-YouTube-VOS submission layout
 
 - Work unit: the video. All pending expressions of a video go to one `segment_to_outputs` call, so the
   decoded frames and the per-frame image features are shared by them.
-- Resume: an expression's folder is complete when its ``expression.json`` exists (written last by the
-  runner). A rerun skips complete folders and deletes incomplete ones before redoing them, so nothing of
-  an interrupted attempt (or of a run with other options) survives in a redone folder.
+- Resume: the rule of `glus_cli.resume`: an expression's folder is complete when its ``expression.json``
+  exists (written last by the runner). A rerun skips complete folders and empties incomplete ones before
+  redoing them, so nothing of an interrupted attempt survives in a redone folder.
 - Isolation: an error in one video is recorded in the run's `BatchReport` and the next video starts.
 - Sharding: shard ``i/n`` takes every n-th video of the name-sorted list, starting at the i-th, so the
   shards of one run are disjoint and together cover every video.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from glus_cli.errors import InputError, one_line
 from glus_cli.json_files import parse_json, read_text
-from glus_cli.runner import Expression, ExpressionOutcome, is_complete, segment_to_outputs
+from glus_cli.resume import IsDone, is_complete, restart
+from glus_cli.runner import Expression, ExpressionOutcome, segment_to_outputs
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ CSV_COLUMNS = ("video", "exp_id", "expression")
 """Columns of an expressions CSV (``exp_id`` optional: ``0, 1, ...`` per video in file order)."""
 
 KeyframeLookup = Callable[[str, str, Sequence[str]], int | None]
-"""``(video, exp_id, frame_names) -> key-frame index or None``, see `glus_cli.keyframes.keyframe_for`."""
+"""``(video, exp_id, frame_names) -> key-frame index or None``, see `glus_cli.keyframe_files.keyframe_for`."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,14 @@ class BatchHooks:
 
     Attributes:
         is_done: whether an expression folder is finished and can be skipped (default: its record
-            exists, `glus_cli.runner.is_complete`).
+            exists, `glus_cli.resume.is_complete`).
         on_video: called once a video is open, with its pending jobs; returns the per-step callback
             (job index) for progress bars.
         on_result: called with every frame result of a pending job.
         on_video_done: called after all pending jobs of a video were written.
     """
 
-    is_done: Callable[[Path], bool] = is_complete
+    is_done: IsDone = is_complete
     on_video: Callable[[VideoTask, VideoSource, list[Expression]], Callable[[int], None]] | None = None
     on_result: Callable[[VideoTask, Expression, VideoSource, FrameResult], None] | None = None
     on_video_done: Callable[[VideoTask, VideoSource, list[Expression]], None] | None = None
@@ -80,10 +80,16 @@ class BatchHooks:
 
 @dataclass
 class VideoFailure:
-    """A video that could not be segmented, and why (one line)."""
+    """A video that could not be segmented, or one expression of it (`exp_id`), and why (one line)."""
 
     video: str
     error: str
+    exp_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``<video>`` or ``<video>/<exp_id>``, for messages."""
+        return self.video if self.exp_id is None else f"{self.video}/{self.exp_id}"
 
 
 @dataclass
@@ -96,6 +102,15 @@ class BatchReport:
     """``<video>/<exp_id>`` folders found complete and left as they were."""
     outcomes: list[ExpressionOutcome] = field(default_factory=list)
     failures: list[VideoFailure] = field(default_factory=list)
+
+    @classmethod
+    def all_skipped(cls, tasks: Sequence[VideoTask]) -> BatchReport:
+        """The report of a run over `tasks` whose expressions were all complete (no model needed)."""
+        return cls(
+            videos=len(tasks),
+            expressions=sum(len(task.expressions) for task in tasks),
+            skipped=[f"{task.name}/{exp.exp_id}" for task in tasks for exp in task.expressions],
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
@@ -329,8 +344,7 @@ def _run_video(
         ]
         folders = [out / task.name / job.exp_id for job in jobs]
         for folder in folders:
-            if folder.exists():  # an interrupted attempt: start the folder afresh
-                shutil.rmtree(folder)
+            restart(folder)
         on_step = hooks.on_video(task, video, jobs) if hooks.on_video is not None else None
         on_result = hooks.on_result
         handle_result = (

@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from glus_cli.errors import InputError, OutputError
+from glus_cli.files import atomic_write_bytes
 from glus_cli.ground_truth import ANNOTATIONS_DIR, ExpressionTask, Layout, load_ground_truth, read_mask
 from glus_cli.metrics import DEFAULT_BOUND_TH, boundary_f_measure, region_similarity
-from glus_cli.outputs import atomic_write_bytes
 from glus_cli.video import natural_key
 
 logger = logging.getLogger(__name__)

@@ -128,29 +128,34 @@ def weights_dir() -> Path:
 # --- Resolving sources ---
 
 
-def resolve_model(source: str, revision: str | None = None, *, progress: bool = True) -> Path:
+def resolve_model(
+    source: str, revision: str | None = None, *, progress: bool = True, weights: bool = True
+) -> Path:
     """Return the folder of a GLUS checkpoint: ``source`` itself if it is a folder, else a Hub snapshot.
 
     A Hub id (``org/name``) is fetched into :func:`weights_dir` (config, tokenizer, one weight format);
     ``revision`` is a branch, tag or commit (default: the manifest's revision, else ``main``). The folder's
-    content is not validated here beyond the weights being complete.
+    content is not validated here beyond the weights being complete. With ``weights=False`` only the
+    config and tokenizer files are fetched (what the checks before loading read).
 
     Raises:
         CheckpointError: no such folder and not a Hub id; repository or revision not found; gated/private.
         NetworkError: not cached and offline, or the Hub cannot be reached.
         OutputError: the disk filled up or the cache is not writable while downloading.
     """
-    return _resolve(source, revision, "checkpoint", _CHECKPOINT_FILES, progress)
+    return _resolve(source, revision, "checkpoint", _CHECKPOINT_FILES, progress, weights=weights)
 
 
-def resolve_vision_tower(name_or_path: str, revision: str | None = None, *, progress: bool = True) -> Path:
+def resolve_vision_tower(
+    name_or_path: str, revision: str | None = None, *, progress: bool = True, weights: bool = True
+) -> Path:
     """Return the folder of a CLIP vision tower: a local folder as is, else a Hub snapshot.
 
     Only what ``CLIPVisionModel`` and ``CLIPImageProcessor`` read is fetched: ``config.json``,
     ``preprocessor_config.json`` and one weight format (``model.safetensors``, else ``pytorch_model.bin``).
     Errors are those of :func:`resolve_model`.
     """
-    return _resolve(name_or_path, revision, "vision tower", _VISION_TOWER_FILES, progress)
+    return _resolve(name_or_path, revision, "vision tower", _VISION_TOWER_FILES, progress, weights=weights)
 
 
 def checkpoint_vision_tower(checkpoint_dir: Path) -> str:
@@ -179,9 +184,9 @@ def download(model: str, revision: str | None = None, *, progress: bool = True) 
     ``model`` may also be a local folder; then only its vision tower is fetched. Errors are those of
     :func:`resolve_model`, plus CheckpointError when ``config.json`` names no vision tower.
     """
-    model_path = resolve_model(model, revision, progress=progress)
+    model_path = _resolve(model, revision, "checkpoint", _CHECKPOINT_FILES, progress, downloading=True)
     tower = checkpoint_vision_tower(model_path)
-    tower_path = resolve_vision_tower(tower, progress=progress)
+    tower_path = _resolve(tower, None, "vision tower", _VISION_TOWER_FILES, progress, downloading=True)
     result = DownloadResult(
         model=model,
         model_path=model_path,
@@ -193,7 +198,16 @@ def download(model: str, revision: str | None = None, *, progress: bool = True) 
     return result
 
 
-def _resolve(source: str, revision: str | None, kind: Kind, files: Sequence[str], progress: bool) -> Path:
+def _resolve(
+    source: str,
+    revision: str | None,
+    kind: Kind,
+    files: Sequence[str],
+    progress: bool,
+    *,
+    weights: bool = True,
+    downloading: bool = False,
+) -> Path:
     if not source.strip():
         raise CheckpointError(f"{kind}: no folder or Hub id given")
     try:
@@ -208,7 +222,8 @@ def _resolve(source: str, revision: str | None, kind: Kind, files: Sequence[str]
         raise CheckpointError(f"{kind} {source} is a file; expected a folder or a Hub id")
     if not _is_repo_id(source):
         raise CheckpointError(f"{kind}: no such folder and not a Hub id: {source}")
-    return _fetch(source, revision or _manifest_revision(source), kind, files, progress)
+    request = _Request(source, revision or _manifest_revision(source), kind, weights_dir(), downloading)
+    return _fetch(request, files, progress, with_weights=weights)
 
 
 def _is_repo_id(source: str) -> bool:
@@ -238,6 +253,8 @@ class _Request:
     revision: str | None
     kind: Kind
     cache: Path
+    downloading: bool = False
+    """Fetched by `glus download` (whose advice is not to download)."""
 
     @property
     def label(self) -> str:
@@ -246,19 +263,37 @@ class _Request:
 
     @property
     def hint(self) -> str:
+        """What to do about a file that is not cached: download it, or give a local folder instead."""
+        if self.downloading:
+            return "unset HF_HUB_OFFLINE to download"
         if self.kind == "vision tower":
-            return "run `glus download <checkpoint>` on a machine with network"
+            return (
+                "run `glus download <checkpoint>` on a machine with network, or pass "
+                "`--vision-tower PATH` (a local CLIP folder)"
+            )
         option = f" --revision {self.revision}" if self.label != self.repo_id else ""
-        return f"run `glus download {self.repo_id}{option}` on a machine with network"
+        return (
+            f"run `glus download {self.repo_id}{option}` on a machine with network, or pass "
+            "`--model PATH` (a local checkpoint folder)"
+        )
+
+    @property
+    def local_option(self) -> str:
+        """The option naming a local folder instead of this fetch (none for `glus download`)."""
+        if self.downloading:
+            return ""
+        option = "--vision-tower" if self.kind == "vision tower" else "--model"
+        return f", or pass `{option} PATH`"
 
 
-def _fetch(repo_id: str, revision: str | None, kind: Kind, files: Sequence[str], progress: bool) -> Path:
-    """Snapshot ``repo_id`` with ``files`` and one complete weight format; return the snapshot folder.
+def _fetch(request: _Request, files: Sequence[str], progress: bool, *, with_weights: bool = True) -> Path:
+    """Snapshot the request's repository with ``files`` and one complete weight format; return the folder.
 
     The first call fetches the small files and any weight index; the weights to fetch are then chosen from
-    the index (or the repository's file listing) and fetched at the same commit.
+    the index (or the repository's file listing) and fetched at the same commit (not with
+    ``with_weights=False``).
     """
-    request = _Request(repo_id, revision, kind, weights_dir())
+    repo_id, revision, kind = request.repo_id, request.revision, request.kind
     logger.info("resolving %s %s in %s", kind, request.label, request.cache)
     quiet: AbstractContextManager[object] = nullcontext() if progress else disable_progress_bars()
     with quiet, _hub_errors(request):
@@ -270,6 +305,8 @@ def _fetch(repo_id: str, revision: str | None, kind: Kind, files: Sequence[str],
                 allow_patterns=[*files, *WEIGHT_INDEX_FILES],
             )
         )
+        if not with_weights:
+            return folder
         commit = folder.name
         listing = _cached_listing(repo_id, commit, request.cache)
         weights = _wanted_weights(folder, listing)
@@ -385,7 +422,7 @@ def _not_cached(request: _Request, *, partly: bool, cause: BaseException | None 
     if constants.is_offline_mode():
         return NetworkError(
             f"{what} is {state} the local cache ({request.cache}) and offline mode is on (HF_HUB_OFFLINE=1); "
-            f"{request.hint}, or pass a local folder"
+            f"{request.hint}"
         )
     reason = (
         one_line(cause.__cause__ or cause, with_type=True, limit=160)
@@ -394,7 +431,7 @@ def _not_cached(request: _Request, *, partly: bool, cause: BaseException | None 
     )
     return NetworkError(
         f"could not reach the Hugging Face Hub ({reason}) and {what} is {state} the local cache "
-        f"({request.cache}); check the network (or HF_ENDPOINT and proxy settings), or pass a local folder"
+        f"({request.cache}); check the network (or HF_ENDPOINT and proxy settings){request.local_option}"
     )
 
 

@@ -1,4 +1,4 @@
-"""Key frames: GLUS's key-frame pseudo-labels (paper §3.4, official `kfs/`) and the score files that use them.
+"""Key frames: GLUS's key-frame pseudo-labels (paper §3.4, official `kfs/`), produced over a dataset.
 
 GLUS-S runs a forward pass from a key frame and a backward pass to frame 0. Its key-frame selector is
 trained on pseudo-labels that GLUS itself produces: for each (video, expression), the frame whose
@@ -7,16 +7,11 @@ predicted mask has the highest IoU with the ground truth. This module
 - scores every frame of a (video, expression) by that IoU (`ground_truth_scores`), or, without ground
   truth, by the model's own confidence (`confidence`: SAM2's predicted IoU times the sigmoid of its
   object score; 0 where the LLM gave no ``[SEG]``);
-- writes the official score file ``{"<video>_<exp_id>": "<frame name>"}`` and a richer JSON with every
-  per-frame score (`write_keyframe_files`);
-- reads a score file back into key-frame indices (`keyframe_for`), as the official
-  ``inference_iter.py`` does: ``sorted(int(stem) for stem in frames).index(int(value))``;
+- writes the official score file and a richer JSON with every per-frame score
+  (`glus_cli.keyframe_files`, which also reads them back);
 - runs the whole procedure over a dataset (`run_keyframes`, behind `glus keyframes`): GLUS on every
   pending (video, expression) with SAM2's confidence kept beside the masks, then the scores and files,
   and with ground truth the KFS selector's training labels (`glus_cli.kfs_labels`).
-
-Ties go to the earliest frame (the official extractor keeps the last file of an unsorted
-``os.listdir``, which is arbitrary).
 """
 
 from __future__ import annotations
@@ -26,45 +21,35 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.errors import InputError
 from glus_cli.evaluation import paired_masks
+from glus_cli.files import write_json_atomic
 from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
-from glus_cli.json_files import read_json, read_json_object
+from glus_cli.json_files import read_json_object
+from glus_cli.keyframe_files import (
+    DETAILS_FILE,
+    SCORE_FILE,
+    KeyframeRecord,
+    Ranking,
+    write_keyframe_files,
+)
 from glus_cli.kfs_labels import LABELS_DIR, LabelReport, write_labels
-from glus_cli.outputs import write_json_atomic
-from glus_cli.runner import Expression, is_complete
+from glus_cli.resume import is_complete
+from glus_cli.runner import Expression
 
 if TYPE_CHECKING:
-    from glus_cli.batch import KeyframeLookup
     from glus_cli.model.glus import GlusModel
     from glus_cli.protocol import FrameResult, SegmentationOptions
     from glus_cli.video import VideoSource
-
-Ranking = Literal["ground_truth_iou", "model_confidence"]
-"""What a key-frame score measures."""
-
-RANKING_DESCRIPTIONS: dict[Ranking, str] = {
-    "ground_truth_iou": "IoU of GLUS's predicted mask with the ground truth (the paper's KFS pseudo-label)",
-    "model_confidence": (
-        "no ground truth: the model's own confidence, SAM2's predicted IoU x sigmoid(object score), "
-        "0 where the LLM gave no [SEG]; NOT the paper's pseudo-label"
-    ),
-}
 
 CONFIDENCE_NAME = "confidence.json"
 """Per-frame SAM2 confidence of one expression, written beside its masks by `run_keyframes`."""
 MASKS_DIR = "masks"
 """Where `run_keyframes` writes the masks: ``OUT/masks/<video>/<exp_id>/<frame>.png``."""
-SCORE_FILE = "keyframes.json"
-"""The official score file ``{"<video>_<exp_id>": "<frame name>"}`` under ``OUT``."""
-DETAILS_FILE = "keyframe_scores.json"
-"""Every frame's score, SAM2's predicted IoU and object score, under ``OUT``."""
 
 
 @dataclass(frozen=True)
@@ -97,34 +82,6 @@ class FrameConfidence:
     def scores(self) -> list[float]:
         """`confidence` of every frame."""
         return [confidence(iou, obj) for iou, obj in zip(self.predicted_iou, self.object_score, strict=True)]
-
-
-@dataclass(frozen=True)
-class KeyframeRecord:
-    """Every frame's key-frame score for one (video, expression)."""
-
-    video: str
-    exp_id: str
-    expression: str
-    frames: list[str]
-    scores: list[float]
-    predicted_iou: list[float | None]
-    object_score: list[float | None]
-
-    @property
-    def key(self) -> str:
-        """The score-file key ``<video>_<exp_id>``."""
-        return f"{self.video}_{self.exp_id}"
-
-    @property
-    def key_frame_index(self) -> int:
-        """Index of the best-scoring frame (the earliest on ties)."""
-        return int(np.argmax(self.scores))
-
-    @property
-    def key_frame(self) -> str:
-        """Name of the best-scoring frame."""
-        return self.frames[self.key_frame_index]
 
 
 def confidence(predicted_iou: float | None, object_score: float | None) -> float:
@@ -221,7 +178,7 @@ class KeyframeRun:
 
 
 def run_keyframes(
-    model: GlusModel,
+    model: GlusModel | None,
     tasks: Sequence[VideoTask],
     out: Path,
     options: SegmentationOptions,
@@ -240,7 +197,8 @@ def run_keyframes(
     without, that folder is left as it is. A video that fails is reported and left out of the files.
 
     Args:
-        model: the loaded GLUS model.
+        model: the loaded GLUS model; None when every expression of `tasks` is complete (the files are
+            rewritten from the stored confidence, and the details name no model).
         tasks: the videos and their expressions (`glus_cli.batch.plan_tasks`).
         out: the output folder (must exist): `SCORE_FILE`, `DETAILS_FILE`, `MASKS_DIR` and `LABELS_DIR`
             go there.
@@ -261,16 +219,23 @@ def run_keyframes(
         scorer.require(tasks)
     masks = out / MASKS_DIR
     recorder = _ConfidenceRecorder(masks)
-    report = run_batch(
-        model,
-        tasks,
-        masks,
-        ["png"],
-        options,
-        stride=stride,
-        max_frames=max_frames,
-        hooks=BatchHooks(_has_confidence, on_video, recorder.on_result, recorder.on_video_done),
-    )
+    if model is None:
+        if any(
+            not has_confidence(masks / task.name / exp.exp_id) for task in tasks for exp in task.expressions
+        ):
+            raise ValueError("run_keyframes needs a model: some expressions are not complete")
+        report = BatchReport.all_skipped(tasks)
+    else:
+        report = run_batch(
+            model,
+            tasks,
+            masks,
+            ["png"],
+            options,
+            stride=stride,
+            max_frames=max_frames,
+            hooks=BatchHooks(has_confidence, on_video, recorder.on_result, recorder.on_video_done),
+        )
     failed = {failure.video for failure in report.failures}
     records = [
         _record(masks / task.name / exp.exp_id, task.name, exp, scorer)
@@ -281,7 +246,7 @@ def run_keyframes(
     ranking: Ranking = "model_confidence" if scorer is None else "ground_truth_iou"
     provenance = {
         "glus_cli_version": __version__,
-        "model": asdict(model.info),
+        "model": None if model is None else asdict(model.info),
         "options": {**asdict(options), "stride": stride, "max_frames": max_frames},
         "failures": [asdict(failure) for failure in report.failures],
     }
@@ -296,83 +261,6 @@ def run_keyframes(
     run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE, labels)
     write_keyframe_files(records, ranking, run.score_path, run.details_path, provenance)
     return run
-
-
-def write_keyframe_files(
-    records: Sequence[KeyframeRecord],
-    ranking: Ranking,
-    score_path: Path,
-    details_path: Path,
-    provenance: Mapping[str, Any],
-) -> None:
-    """Write the official score file and the per-frame details JSON, atomically.
-
-    Args:
-        records: one per (video, expression).
-        ranking: what the scores measure (written into the details, and its description).
-        score_path: ``{"<video>_<exp_id>": "<frame name>"}``, read by the official ``--score_json`` and by
-            `keyframe_for`.
-        details_path: ``{"ranking", "ranking_description", ..., "expressions": {key: {...}}}`` with every
-            frame's score, SAM2's predicted IoU and object score, and the key frame.
-        provenance: model and option details to store in the details file.
-    """
-    write_json_atomic(score_path, {record.key: record.key_frame for record in records})
-    details = {
-        "ranking": ranking,
-        "ranking_description": RANKING_DESCRIPTIONS[ranking],
-        **provenance,
-        "expressions": {
-            record.key: {
-                **asdict(record),
-                "key_frame": record.key_frame,
-                "key_frame_index": record.key_frame_index,
-            }
-            for record in records
-        },
-    }
-    write_json_atomic(details_path, details)
-
-
-def read_scores(path: Path) -> dict[str, str | int]:
-    """A key-frame score file ``{"<video>_<exp_id>": frame name or number}``.
-
-    Raises:
-        InputError: missing, not JSON, or not such a mapping.
-    """
-    data = read_json(path, what="key-frame file ")
-    if not isinstance(data, dict) or not all(
-        isinstance(value, (str, int)) and not isinstance(value, bool) for value in data.values()
-    ):
-        raise InputError(f'key-frame file {path} must map "<video>_<exp_id>" to a frame name or number')
-    return data
-
-
-def keyframe_for(
-    scores: Mapping[str, str | int], video_name: str, exp_id: str, frame_names: Sequence[str]
-) -> int | None:
-    """Key-frame index of (video, expression) in `frame_names`, from a score file; None if it has none.
-
-    The value is a frame name (``"00005"``) or number (``5``); numbers are matched by value against
-    numeric frame names, as the official ``sorted(int(stem) for stem in frames).index(int(value))``
-    does, so ``5`` and ``"5"`` find frame ``00005``.
-
-    Raises:
-        InputError: the value names no frame of `frame_names` (with ``--stride``/``--max-frames``, the
-            key frame must be one of the frames kept).
-    """
-    value = scores.get(f"{video_name}_{exp_id}")
-    if value is None:
-        return None
-    if isinstance(value, str) and value in frame_names:
-        return list(frame_names).index(value)
-    numbers = {int(name): index for index, name in enumerate(frame_names) if name.isdigit()}
-    try:
-        found = numbers.get(int(value))
-    except ValueError:
-        found = None
-    if found is None:
-        raise InputError(f"key frame {value!r} of {video_name}_{exp_id} is not one of the video's frames")
-    return found
 
 
 class _ConfidenceRecorder:
@@ -392,9 +280,10 @@ class _ConfidenceRecorder:
             confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
 
 
-def _has_confidence(folder: Path) -> bool:
-    """An expression folder is done when its masks are complete and its confidence was written."""
-    return is_complete(folder) and (folder / CONFIDENCE_NAME).is_file()
+def has_confidence(folder: Path) -> bool:
+    """`glus keyframes`' resume rule: an expression folder is done when its masks are complete and its
+    confidence was written."""
+    return is_complete(folder, also=(CONFIDENCE_NAME,))
 
 
 def _record(folder: Path, video: str, exp: Expression, scorer: GroundTruthScorer | None) -> KeyframeRecord:
@@ -414,11 +303,3 @@ def _record(folder: Path, video: str, exp: Expression, scorer: GroundTruthScorer
         confidence.predicted_iou,
         confidence.object_score,
     )
-
-
-def keyframe_lookup(path: Path | None) -> KeyframeLookup | None:
-    """Key-frame indices from a score file, as `run_batch` asks for them (None: no key frames)."""
-    if path is None:
-        return None
-    scores = read_scores(path)
-    return lambda video, exp_id, frames: keyframe_for(scores, video, exp_id, frames)

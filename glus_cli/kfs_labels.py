@@ -21,16 +21,38 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from glus_cli.errors import OutputError
-from glus_cli.outputs import write_json_atomic
-
-if TYPE_CHECKING:
-    from glus_cli.keyframes import KeyframeRecord
+from glus_cli.files import write_json_atomic
 
 LABELS_DIR = "kfs_labels"
 """Where `glus keyframes --ground-truth` writes the labels: ``OUT/kfs_labels/<video>/<exp_id>.json``."""
+
+
+class ScoredExpression(Protocol):
+    """What a label is made from: one (video, expression) and the IoU of each segmented frame (a
+    `glus_cli.keyframe_files.KeyframeRecord` of a ground-truth run is one)."""
+
+    @property
+    def video(self) -> str:
+        """The video's name."""
+        ...
+
+    @property
+    def exp_id(self) -> str:
+        """The expression's id."""
+        ...
+
+    @property
+    def frames(self) -> Sequence[str]:
+        """The frames that were segmented."""
+        ...
+
+    @property
+    def scores(self) -> Sequence[float]:
+        """The IoU of each of `frames` with the ground truth."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,7 @@ def frame_labels(
 
 
 def write_labels(
-    root: Path, records: Sequence[KeyframeRecord], truth_frames: Callable[[str, str], Sequence[str]]
+    root: Path, records: Sequence[ScoredExpression], truth_frames: Callable[[str, str], Sequence[str]]
 ) -> LabelReport:
     """Write each record's per-frame IoUs as ``<root>/<video>/<exp_id>.json``, atomically.
 
@@ -83,7 +105,7 @@ def write_labels(
 
     Args:
         root: the label folder (created as needed).
-        records: key-frame records whose ``scores`` are IoUs with the ground truth.
+        records: one per expression, whose ``scores`` are IoUs with the ground truth.
         truth_frames: the ground truth's frame list of ``(video, exp_id)``.
 
     Returns:

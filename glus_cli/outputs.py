@@ -15,22 +15,17 @@ returns a `MaskWriterSet` writing any of `FORMATS` into one expression's folder:
   order. Where PyAV has no H.264 encoder it is VP9 in ``overlay.webm``, then mp4v (see `glus_cli.overlay`).
 
 Until close, masks are kept as COCO RLE (a few kB per frame), never decoded frames, so memory stays small
-however long the video is. Every file goes to a hidden temporary in its folder and is renamed into place
-once complete, so a final name always holds a complete file. Leaving the `with` block by an exception
+however long the video is. Every file is written atomically (`glus_cli.files`): a final name always
+holds a complete file. Leaving the `with` block by an exception
 writes nothing more: files already finished stay, the at-close outputs (RLE, overlay) are not written.
 Disk-full and permission problems become `OutputError` naming the path.
 """
 
 from __future__ import annotations
 
-import errno
 import io
-import json
 import logging
-import os
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -41,6 +36,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from glus_cli.errors import InputError, OutputError
+from glus_cli.files import atomic_write_bytes, fsync_file, output_errors, temporary_for, write_json_atomic
 from glus_cli.overlay import (
     H264,
     OverlayCodec,
@@ -159,10 +155,10 @@ class MaskWriterSet:
                 self.overlay = select_overlay_codec()
                 self.paths[name] = self.out_dir / self.overlay.filename
                 self._final_writers.append(_OverlayWriter(self.paths[name], video, self.overlay))
-        with _output_errors(self.out_dir):
+        with output_errors(self.out_dir):
             self.out_dir.mkdir(parents=True, exist_ok=True)
         if "palette" in self.paths:
-            with _output_errors(self.paths["palette"]):
+            with output_errors(self.paths["palette"]):
                 self.paths["palette"].mkdir(exist_ok=True)
         self._masks: dict[int, RLE] = {}  # for the writers that run at close
         self._closed = False
@@ -227,83 +223,6 @@ def open_writers(formats: str | Sequence[str], out_dir: Path, video: VideoSource
         OutputError: `out_dir` cannot be created.
     """
     return MaskWriterSet(formats, out_dir, video)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, flushed, then renamed.
-
-    Raises:
-        OutputError: the disk is full, permission is denied, or another OS error; no temporary is left.
-    """
-    path = Path(path)
-    with _output_errors(path), _temporary_for(path) as temporary:
-        fd = os.open(temporary, os.O_WRONLY | os.O_TRUNC)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        temporary.replace(path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write `obj` as indented UTF-8 JSON to `path` atomically (see `atomic_write_bytes`)."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def new_run_dir(root: Path = Path("runs")) -> Path:
-    """Create and return a fresh numbered folder ``root/0001``, ``root/0002``, ...
-
-    The number follows the highest one present; a folder created meanwhile by another run is skipped
-    (``mkdir`` fails on an existing folder), so no run ever reuses one.
-
-    Raises:
-        OutputError: `root` cannot be created or written.
-    """
-    root = Path(root)
-    with _output_errors(root):
-        root.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name) for p in root.iterdir() if p.name.isascii() and p.name.isdigit()]
-        number = max(numbers, default=0) + 1
-        while True:
-            candidate = root / f"{number:04d}"
-            try:
-                candidate.mkdir()
-            except FileExistsError:
-                number += 1
-                continue
-            return candidate
-
-
-def prepare_output_dir(path: Path | None, *, resume: bool = False, runs_root: Path = Path("runs")) -> Path:
-    """The folder a run writes into, created if needed: the one output-folder policy of every command.
-
-    - No `path`: a fresh numbered folder under `runs_root` (see `new_run_dir`).
-    - A new `path` (parents included) is created.
-    - An existing, empty folder is used as is.
-    - An existing folder with files is refused unless `resume`: finished output is never overwritten. With
-      `resume` it is reused, and the command keeps what is complete in it and redoes the rest (an
-      expression's folder is complete when its ``expression.json`` record exists).
-
-    Raises:
-        OutputError: `path` (or a folder above it) is a file, holds files and `resume` is off, or cannot be
-            created or read.
-    """
-    if path is None:
-        return new_run_dir(runs_root)
-    path = Path(path)
-    with _output_errors(path):
-        if path.exists() and not path.is_dir():
-            raise OutputError(f"{path} exists and is not a folder; choose another --output-dir")
-        if not resume and path.is_dir() and any(path.iterdir()):
-            raise OutputError(f"{path} exists and is not empty; choose another --output-dir")
-        path.mkdir(parents=True, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK):  # refused now, not after the model has loaded
-            raise OutputError(f"permission denied writing {path}")
-    return path
 
 
 class _FrameWriter(Protocol):
@@ -378,12 +297,12 @@ class _OverlayWriter:
             for index, frame in video.iter_frames(range(video.num_frames))
         )
         suffix = self._path.suffix  # PyAV is told the container; the suffix keeps the temporary recognisable
-        with _output_errors(self._path), _temporary_for(self._path, suffix) as temporary:
+        with output_errors(self._path), temporary_for(self._path, suffix) as temporary:
             try:
                 encode_video(temporary, frames, self._codec, overlay_timing(video), video.frame_size)
             except VideoEncodingError as exc:
                 raise OutputError(f"cannot encode overlay video {self._path}: {exc}") from exc
-            _fsync_file(temporary)
+            fsync_file(temporary)
             temporary.replace(self._path)
 
 
@@ -391,46 +310,3 @@ def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _temporary_for(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Create an empty hidden temporary beside `path`, removed unless renamed away.
-
-    Its name ends in ``.tmp`` then `suffix`, so a leftover never matches ``*.png`` or ``*.json``.
-    """
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield temporary
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-@contextmanager
-def _output_errors(path: Path) -> Iterator[None]:
-    """Turn an OSError while writing `path` into a one-line OutputError."""
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(_describe_os_error(exc, path)) from exc
-
-
-def _describe_os_error(exc: OSError, path: Path) -> str:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left on the disk to write {path}"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied writing {path}"
-    if exc.errno == errno.EROFS:
-        return f"read-only file system: cannot write {path}"
-    if exc.errno == errno.ENOTDIR:
-        return f"cannot write {path}: a part of that path is a file, not a folder"
-    return f"cannot write {path}: {exc.strerror or exc}"

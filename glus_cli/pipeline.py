@@ -62,16 +62,12 @@ from glus_cli.protocol import (
     QueryPass,
     SegmentationOptions,
     context_frame_indices,
+    llm_batch_size_for,
     query_passes,
 )
 from glus_cli.transfers import to_host
 
 logger = logging.getLogger(__name__)
-
-ACCELERATOR_LLM_BATCH_SIZE = 4
-"""Expressions per LLM forward in the `fast` schedule on a GPU, where one forward per prompt leaves it
-underused (not measured here). On the CPU the default is 1: 4 prompts took 13.0 s batched against 11.4 s
-one by one on the GLUS-shaped checkpoint (padding costs more than batching saves)."""
 
 
 def segment_video(
@@ -570,9 +566,7 @@ def _fast_sweeps(
 ) -> Iterator[FrameResult]:
     """The forward sweep, then the backward one, over frames taken from `inputs`."""
     shared = _SharedFrameWork(model, inputs, context)
-    batch_size = options.llm_batch_size
-    if batch_size is None:
-        batch_size = 1 if model.device.type == "cpu" else ACCELERATOR_LLM_BATCH_SIZE
+    batch_size = llm_batch_size_for(options.llm_batch_size, model.device.type)
     language = _LanguageStep(
         model,
         shared.context_tokens,

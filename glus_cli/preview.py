@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from glus_cli.outputs import atomic_write_bytes, overlay_mask
+from glus_cli.files import atomic_write_bytes
+from glus_cli.outputs import overlay_mask
 
 if TYPE_CHECKING:
     from glus_cli.protocol import FrameResult

@@ -10,6 +10,8 @@ and the Ray driver can plan work without loading a model:
   stride-1 window of the last few (local reasoning); with a key frame k > 0 the video is walked twice,
   forward over k..n-1 and backward over k..0;
 - `SegmentationOptions`, the knobs of one run, and `FrameResult`, the answer for one query frame;
+- the LLM batch size a run uses on a device (`llm_batch_size_for`) and what a run feeds the model
+  (`Workload`, for the memory check before loading);
 - `FrameSource`, what the engine (`glus_cli.pipeline`) reads frames from.
 """
 
@@ -163,7 +165,8 @@ class SegmentationOptions:
             as `reference`, masks to IoU >= 0.999), `fast-exact` (bit-identical to `reference`, slower
             than `fast`), or `reference` (the official order of work, slowest).
         llm_batch_size: `fast` only: at most this many expressions share one LLM forward; None picks 1
-            on the CPU (batching is slower there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU.
+            on the CPU (batching is slower there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU
+            (`llm_batch_size_for`).
         host_threads: decode and preprocess the next frames, and write masks, on background threads
             while the model works (`glus_cli.background`); False does that work in the calling thread.
             Results are the same bits either way.
@@ -184,6 +187,48 @@ class SegmentationOptions:
                 raise InputError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {self.schedule!r}; use {', '.join(SCHEDULES)}")
+
+
+ACCELERATOR_LLM_BATCH_SIZE = 4
+"""Expressions per LLM forward in the `fast` schedule on a GPU, where one forward per prompt leaves it
+underused (not measured here). On the CPU the default is 1: 4 prompts took 13.0 s batched against 11.4 s
+one by one on the GLUS-shaped checkpoint (padding costs more than batching saves)."""
+
+
+def llm_batch_size_for(requested: int | None, device_type: str) -> int:
+    """Expressions per LLM forward: `requested`, else 1 on the CPU and `ACCELERATOR_LLM_BATCH_SIZE` on an
+    accelerator (`device_type` is torch's: ``cpu``, ``cuda``, ``mps``)."""
+    if requested is not None:
+        return requested
+    return 1 if device_type == "cpu" else ACCELERATOR_LLM_BATCH_SIZE
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a run feeds the model, for its working set in the memory check before loading.
+
+    Attributes:
+        frame_size: (H, W) of the video's frames (default 1080p).
+        llm_batch_size: expressions per LLM forward (None: `llm_batch_size_for` the device).
+        num_context_frames: N_C.
+        num_query_frames: N_Q.
+    """
+
+    frame_size: tuple[int, int] = (1080, 1920)
+    llm_batch_size: int | None = None
+    num_context_frames: int = NUM_CONTEXT_FRAMES
+    num_query_frames: int = NUM_QUERY_FRAMES
+
+    @classmethod
+    def of_run(cls, options: SegmentationOptions, frame_size: tuple[int, int] | None = None) -> Workload:
+        """The workload of a run with `options` (its real `llm_batch_size` and window) on frames of
+        `frame_size` (None: the 1080p default, for batches of videos not yet opened)."""
+        return cls(
+            frame_size or cls.frame_size,
+            options.llm_batch_size,
+            options.num_context_frames,
+            options.num_query_frames,
+        )
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Resumable single-video runs: the run record that `glus segment` writes first, and what a rerun does.
+"""Resumable runs: the run record that `glus segment`, `glus batch` and `glus keyframes` write first.
 
-A `glus segment` writes ``run.json`` into its output folder before any mask: the source, the expressions
-and every option that changes what is written. Rerunning the same command with the same ``--output-dir``
-finds that record, compares it, and finishes the run: an expression folder with its ``expression.json``
-is complete and kept, any other is emptied and redone (the rule `glus batch` follows). A rerun whose
-record differs (other options, expressions or source) is refused, naming the first difference, so two
-runs never mix in one folder. A folder that holds files but no record is refused as before.
+A run writes ``run.json`` into its output folder before any mask: every option that changes what is
+written (and for `glus segment` the source and the expressions). Rerunning the same command with the
+same ``--output-dir`` finds that record, compares it, and finishes the run: an expression folder with
+its ``expression.json`` is complete and kept, any other is emptied and redone (`glus_cli.resume`). A
+rerun whose record differs (other options, expressions or source) is refused, naming the first
+difference, so two runs never mix in one folder. A folder that holds files but no record is refused
+(`glus batch` and `glus keyframes` adopt it: their earlier versions wrote no record).
 
 If a run fails before it has written anything but its record (the video cannot be read, the model cannot
 be loaded), the folder it created is removed again, with the ``runs/`` root when that was created too.
@@ -15,14 +16,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from glus_cli.errors import OutputError
-from glus_cli.outputs import new_run_dir, prepare_output_dir, write_json_atomic
-from glus_cli.runner import RECORD_NAME, ExpressionOutcome, is_complete
+from glus_cli.files import new_run_dir, prepare_output_dir, write_json_atomic
+from glus_cli.resume import RECORD_NAME
+from glus_cli.runner import ExpressionOutcome
 
 RUN_RECORD_NAME = "run.json"
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -30,7 +32,11 @@ DEFAULT_RUNS_ROOT = Path("runs")
 
 @contextmanager
 def resumable_run(
-    path: Path | None, record: Mapping[str, Any], *, runs_root: Path = DEFAULT_RUNS_ROOT
+    path: Path | None,
+    record: Mapping[str, Any],
+    *,
+    runs_root: Path = DEFAULT_RUNS_ROOT,
+    adopt_unrecorded: bool = False,
 ) -> Iterator[Path]:
     """The output folder of a run described by `record`: new, empty, or the same run's to finish.
 
@@ -38,6 +44,8 @@ def resumable_run(
         path: the ``--output-dir`` (None: a fresh numbered folder under `runs_root`).
         record: JSON-ready settings that must be equal for a rerun to continue the run.
         runs_root: where numbered folders go.
+        adopt_unrecorded: a folder with files but no record is continued and given the record (`glus
+            batch` and `glus keyframes`, whose earlier versions wrote none) instead of refused.
 
     Yields:
         The folder, holding the record. If the block raises while the folder holds nothing else and was
@@ -45,11 +53,13 @@ def resumable_run(
 
     Raises:
         OutputError: the folder holds files but no record, or the record of a different run, or cannot
-            be written (see `glus_cli.outputs.prepare_output_dir`).
+            be written (see `glus_cli.files.prepare_output_dir`).
     """
     record = json.loads(json.dumps(record))  # tuples as lists: compared as read back
     created_root = path is None and not runs_root.exists()
     if path is not None and path.is_dir() and any(path.iterdir()):
+        if adopt_unrecorded and not (path / RUN_RECORD_NAME).exists():
+            write_json_atomic(path / RUN_RECORD_NAME, record)
         _check_same_run(path, record)
         yield path
         return
@@ -93,21 +103,6 @@ def first_difference(before: Any, now: Any, where: str = "") -> str | None:
     if before != now:
         return f"{where}: was {json.dumps(before)}, now {json.dumps(now)}"
     return None
-
-
-def restart_incomplete(folders: Sequence[Path]) -> list[int]:
-    """Indices of the expression folders still to do; the partial ones among them are emptied.
-
-    A folder is complete when its ``expression.json`` exists (see `glus_cli.runner.is_complete`).
-    """
-    pending = []
-    for index, folder in enumerate(folders):
-        if is_complete(folder):
-            continue
-        if folder.exists():  # an interrupted attempt: start the folder afresh
-            shutil.rmtree(folder)
-        pending.append(index)
-    return pending
 
 
 def read_outcome(folder: Path) -> ExpressionOutcome:

@@ -3,8 +3,9 @@
 Shared by `glus segment` and `glus batch`: frames are decoded once per video and shared by all of its
 expressions (see `pipeline.segment_video`); each expression's outputs go to its own folder and are
 closed atomically, followed by its `preview.jpg` contact sheet (whatever the formats). An expression's
-folder is complete when its `expression.json` record exists: that file is written last, after every mask
-file and the preview, so a run killed at any moment never leaves a folder that looks finished.
+folder is complete when its `expression.json` record exists (`glus_cli.resume`): that file is written
+last, after every mask file and the preview, so a run killed at any moment never leaves a folder that
+looks finished.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glus_cli.background import ordered_worker
-from glus_cli.outputs import open_writers, write_json_atomic
+from glus_cli.files import write_json_atomic
+from glus_cli.outputs import open_writers
 from glus_cli.preview import PREVIEW_FILENAME, PreviewSheet
+from glus_cli.resume import RECORD_NAME
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
@@ -27,8 +30,6 @@ if TYPE_CHECKING:
     from glus_cli.video import VideoSource
 
 logger = logging.getLogger(__name__)
-
-RECORD_NAME = "expression.json"
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,6 @@ class ExpressionOutcome:
     seconds: float = 0.0
     overlay: dict[str, str] | None = None
     """The overlay video's ``file``, ``codec`` and ``container`` (None: no overlay asked for)."""
-
-
-def is_complete(expression_dir: Path) -> bool:
-    """Whether an expression's outputs were all written (its record exists)."""
-    return (expression_dir / RECORD_NAME).is_file()
 
 
 def segment_to_outputs(

@@ -36,7 +36,7 @@ from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
 from glus_cli.errors import InputError
 from glus_cli.preview import PREVIEW_FILENAME
 from glus_cli.protocol import SegmentationOptions
-from glus_cli.runner import RECORD_NAME, is_complete
+from glus_cli.resume import RECORD_NAME, is_complete
 from glus_cli.testing.videos import write_synthetic_video
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from glus_cli import outputs
+from glus_cli import files
+from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
 from glus_cli.errors import InputError, NetworkError, OutputError, ResourceError
 from glus_cli.model import glus as glus_module
 from glus_cli.testing.videos import write_synthetic_video
@@ -92,23 +95,54 @@ def test_unavailable_device_before_the_video(
     assert_one_error(code, output, ResourceError.exit_code, "cuda")
 
 
-def test_output_folder_that_is_a_file_before_the_video(
+def test_output_folder_that_is_a_file_before_the_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, video: Path, cli_checkpoint: Path, no_model_load: None
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("precious")
+    args = ["segment", str(video), "the dog", "-o", str(afile), "--model", str(cli_checkpoint), *FAST]
+    code, output = run_glus(args, capsys)
+    assert_one_error(code, output, OutputError.exit_code, "afile")
+    assert afile.read_text() == "precious"
+
+
+def test_the_input_is_checked_before_the_output_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, cli_checkpoint: Path, no_model_load: None
 ) -> None:
     afile = tmp_path / "afile"
     afile.write_text("precious")
     args = ["segment", "missing.mp4", "the dog", "-o", str(afile), "--model", str(cli_checkpoint), *FAST]
     code, output = run_glus(args, capsys)
-    assert_one_error(code, output, OutputError.exit_code, "afile")
-    assert afile.read_text() == "precious"
+    assert_one_error(code, output, InputError.exit_code, "missing.mp4", "does not exist")
 
 
-def test_missing_keyframes_file_before_the_video(
-    capsys: pytest.CaptureFixture[str], cli_checkpoint: Path, no_model_load: None
+def test_readme_line_with_no_video_and_no_network_says_it_does_not_exist(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, no_model_load: None
+) -> None:
+    """README line 2 as a new user types it, with no video.mp4, offline and nothing cached: the input's
+    error (exit 2), not the model's network error (exit 4)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, output = run_glus(["segment", "video.mp4", "the dog that jumps first"], capsys)
+    line = assert_one_error(code, output, InputError.exit_code, "video.mp4", "does not exist")
+    assert "Hub" not in line and not Path("runs").exists()
+
+
+def test_missing_batch_input_before_the_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_model_load: None
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "expressions.csv").write_text("video,expression\nclip,the dog\n")
+    for command in ("batch", "keyframes"):
+        code, output = run_glus([command, "missing", "-e", "expressions.csv", "-q"], capsys)
+        assert_one_error(code, output, InputError.exit_code, "missing")
+
+
+def test_missing_keyframes_file_before_the_model(
+    capsys: pytest.CaptureFixture[str], video: Path, cli_checkpoint: Path, no_model_load: None
 ) -> None:
     args = [
         "segment",
-        "missing.mp4",
+        str(video),
         "the dog",
         "--keyframes",
         "scores.json",
@@ -129,8 +163,23 @@ def test_keyframe_outside_the_video_before_the_model(
     assert not Path("runs").exists(), "a refused run leaves no runs/ folder"
 
 
-@pytest.mark.parametrize("command", ["segment", "batch"])
+LONG_EXPRESSION = "the small brown dog " * 120
+
+
 def test_prompt_too_long_before_the_model(
+    capsys: pytest.CaptureFixture[str], video: Path, cli_checkpoint: Path, no_model_load: None
+) -> None:
+    code, output = run_glus(
+        ["segment", str(video), LONG_EXPRESSION, "--model", str(cli_checkpoint), "-q", "--device", "cpu"],
+        capsys,
+    )
+    line = assert_one_error(code, output, InputError.exit_code, "tokens", "2,048")
+    assert "the small brown dog" in line and len(line) < 400
+    assert not Path("runs").exists()
+
+
+@pytest.mark.parametrize("command", ["batch", "batch --ray local", "keyframes"])
+def test_prompt_too_long_fails_that_expression_of_a_batch(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     video: Path,
@@ -138,20 +187,42 @@ def test_prompt_too_long_before_the_model(
     no_model_load: None,
     command: str,
 ) -> None:
-    long_expression = "the small brown dog " * 120
-    if command == "segment":
-        source = [str(video), long_expression]
-    else:
-        (tmp_path / "videos").mkdir()
-        (tmp_path / "videos" / "clip.mp4").write_bytes(video.read_bytes())
-        (tmp_path / "expressions.csv").write_text(f"video,expression\nclip,{long_expression}\n")
-        source = [str(tmp_path / "videos"), "-e", str(tmp_path / "expressions.csv")]
-    code, output = run_glus(
-        [command, *source, "--model", str(cli_checkpoint), "-q", "--device", "cpu"], capsys
-    )
-    line = assert_one_error(code, output, InputError.exit_code, "tokens", "2,048")
-    assert "the small brown dog" in line and len(line) < 400
-    assert not Path("runs").exists()
+    """`segment`'s line, as the failure of that expression (exit 8); with nothing else to run, the model
+    is not loaded (with --ray: the driver refuses it, and no cluster is started)."""
+    if "--ray" in command:
+        pytest.importorskip("ray")
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "clip.mp4").write_bytes(video.read_bytes())
+    (tmp_path / "expressions.csv").write_text(f"video,expression\nclip,{LONG_EXPRESSION}\n")
+    source = [str(tmp_path / "videos"), "-e", str(tmp_path / "expressions.csv"), "-o", "out"]
+    name, *ray = command.split()
+    args = [name, *source, *ray, "--model", str(cli_checkpoint), "-q", "--device", "cpu"]
+    code, output = run_glus(args, capsys)
+    assert code == EXIT_VIDEOS_FAILED, output
+    (line,) = [line for line in output.splitlines() if line.startswith("failed:")]
+    assert line.startswith('failed: clip/0: the expression "the small brown dog')
+    assert "tokens, more than the LLM's limit of 2,048" in line and "Traceback" not in output
+
+
+def test_the_ray_drivers_length_check_needs_no_torch(tmp_path: Path, cli_checkpoint: Path) -> None:
+    """The check `glus batch --ray` runs in the driver, in a fresh interpreter: the too-long expression
+    is refused, the other kept, and torch was never imported."""
+    script = f"""
+import sys
+from pathlib import Path
+from glus_cli.batch import VideoTask
+from glus_cli.cli.preamble import refuse_long_expressions, resolved_model
+from glus_cli.model_spec import ModelSpec
+from glus_cli.protocol import SegmentationOptions
+from glus_cli.runner import Expression
+task = VideoTask("clip", Path("clip.mp4"), (Expression("0", {LONG_EXPRESSION!r}), Expression("1", "the dog")))
+resolved = resolved_model(ModelSpec({str(cli_checkpoint)!r}), on_ray=True)
+kept, refused = refuse_long_expressions(resolved, [task], SegmentationOptions())
+print([exp.exp_id for exp in kept[0].expressions], [failure.label for failure in refused])
+print("torch" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["['1'] ['clip/0']", "False"], result.stderr
 
 
 def test_offline_and_not_cached_leaves_no_runs_folder(
@@ -192,7 +263,7 @@ def test_unwritable_output_folder_before_the_model(
     out.mkdir()
     real_access = os.access
     monkeypatch.setattr(
-        outputs.os,
+        files.os,
         "access",
         lambda path, mode: not (Path(path) == out and mode & os.W_OK) and real_access(path, mode),
     )

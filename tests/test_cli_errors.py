@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glus_cli import outputs, pipeline, runner
+from glus_cli import files, outputs, pipeline, resume
 from glus_cli.cli.app import EXIT_INTERNAL, EXIT_INTERRUPTED, main
 from glus_cli.errors import CheckpointError, InputError, NetworkError, OutputError
 from glus_cli.testing.checkpoint import build_checkpoint
@@ -272,7 +272,7 @@ def test_disk_full(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "out"
-    monkeypatch.setattr(outputs.os, "write", full)
+    monkeypatch.setattr(files.os, "write", full)
     code, output = run_glus(
         ["segment", str(video), "the dog", "-o", str(out), "--model", str(checkpoint), *FAST], capsys
     )
@@ -305,7 +305,7 @@ def test_interrupted_run(
     assert_one_error(code, output, EXIT_INTERRUPTED, "interrupted")
     assert leftovers(out) == []
     expression_dir = out / "00-the-dog"
-    assert not (expression_dir / runner.RECORD_NAME).exists()
+    assert not (expression_dir / resume.RECORD_NAME).exists()
     assert not (expression_dir / outputs.RLE_FILENAME).exists()
     assert not (expression_dir / outputs.OVERLAY_FILENAME).exists()
     assert not (out / "summary.json").exists()

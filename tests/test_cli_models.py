@@ -92,6 +92,8 @@ def test_download_not_cached_offline(capsys: pytest.CaptureFixture[str]) -> None
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Org/NotCached" in errors[0] and "offline" in errors[0], output
+    assert "unset HF_HUB_OFFLINE to download" in errors[0] and "PATH" not in errors[0]
+    assert "glus download" not in errors[0] and "local folder" not in errors[0]
 
 
 def test_download_from_the_local_cache_then_segment(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from glus_cli import pipeline, runner
+from glus_cli import pipeline, resume, runner
 from glus_cli.cli.app import EXIT_INTERRUPTED, main
 from glus_cli.errors import OutputError
 from glus_cli.run_record import RUN_RECORD_NAME, first_difference
@@ -62,7 +62,7 @@ def contents(out: Path) -> dict[str, object]:
         if not path.is_file():
             continue
         name = str(path.relative_to(out))
-        if path.name == runner.RECORD_NAME:
+        if path.name == resume.RECORD_NAME:
             record = json.loads(path.read_text())
             found[name] = {key: value for key, value in record.items() if key not in RUN_DEPENDENT}
         elif path.name == "summary.json":
@@ -121,7 +121,7 @@ def test_rerun_finishes_an_interrupted_run(
     assert code == EXIT_INTERRUPTED, output
     assert "nothing partial" not in output and "partial" in output and "--output-dir" in output
     assert (out / RUN_RECORD_NAME).is_file()
-    assert not list(out.rglob(runner.RECORD_NAME)) and any(out.rglob("*.png"))  # partial, none complete
+    assert not list(out.rglob(resume.RECORD_NAME)) and any(out.rglob("*.png"))  # partial, none complete
     monkeypatch.setattr(pipeline, "segment_video", real)
 
     code, output = run_glus(segment_args(video, cli_checkpoint, out), capsys)
@@ -151,7 +151,7 @@ def test_complete_expressions_are_kept(
     assert code == EXIT_INTERRUPTED, output
     monkeypatch.setattr(runner, "write_json_atomic", real)
     first, second = out / "00-the-red-circle", out / "01-the-green-square"
-    assert (first / runner.RECORD_NAME).is_file() and not (second / runner.RECORD_NAME).exists()
+    assert (first / resume.RECORD_NAME).is_file() and not (second / resume.RECORD_NAME).exists()
     kept = {path.name: path.stat().st_mtime_ns for path in first.rglob("*")}
 
     calls: list[int] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -19,9 +18,14 @@ from glus_cli.distributed.plan import longest_first
 from glus_cli.distributed.shared_output import check_sentinel, driver_lock, remove_sentinel, write_sentinel
 from glus_cli.distributed.worker import FaultPlan, GlusWorker, ProgressBoard, WorkerSpec
 from glus_cli.errors import InputError, OutputError, ResourceError
-from glus_cli.runner import RECORD_NAME, ExpressionOutcome
+from glus_cli.model_spec import ModelSpec
+from glus_cli.protocol import SegmentationOptions
+from glus_cli.resume import RECORD_NAME
+from glus_cli.runner import ExpressionOutcome
 from glus_cli.testing.videos import write_frame_folder, write_synthetic_video
 from glus_cli.video import estimate_num_frames
+
+pytest_plugins = ["tests.cli_fixtures"]
 
 
 def test_videos_go_to_idle_workers_in_queue_order_counting_attempts() -> None:
@@ -199,8 +203,10 @@ def test_sentinel_proves_the_worker_sees_the_drivers_folder(tmp_path: Path) -> N
 def test_a_worker_that_does_not_see_out_reports_it_when_pinged(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     token = write_sentinel(tmp_path / "out")
-    spec = WorkerSpec({"source": "unused"}, {}, ("png",), 1, None, None, str(tmp_path / "elsewhere"))
-    worker = GlusWorker(asdict(spec), token)  # the sentinel is checked before the model would load
+    spec = WorkerSpec(
+        ModelSpec("unused"), SegmentationOptions(), ("png",), 1, None, None, tmp_path / "elsewhere"
+    )
+    worker = GlusWorker(spec, token)  # the sentinel is checked before the model would load
     with pytest.raises(OutputError, match="does not see the driver's output folder"):
         worker.info()
 
@@ -247,8 +253,10 @@ def test_ray_missing_is_one_error_line(
     assert not list((tmp_path / "out").glob(".glus-ray-sentinel.*"))
 
 
-def test_cli_refuses_a_second_driver(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = [*_dataset(tmp_path), "--ray", "local"]
+def test_cli_refuses_a_second_driver(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_checkpoint: Path
+) -> None:
+    args = [*_dataset(tmp_path), "--ray", "local", "--model", str(cli_checkpoint)]
     (tmp_path / "out").mkdir()
     with driver_lock(tmp_path / "out"):
         code, output = run_glus(args, capsys)
@@ -268,6 +276,6 @@ def test_a_finished_output_needs_no_cluster(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "out" / "v" / "0" / RECORD_NAME).write_text("{}")
     code, output = run_glus(args, capsys)
     assert code == 0, output
+    assert "already complete" in output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert (summary["skipped"], summary["outcomes"], summary["model"]) == (["v/0"], [], None)
-    assert summary["ray"] == {"address": "local", "workers": []}

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glus_cli import files as file_writes
 from glus_cli import outputs
 from glus_cli.errors import InputError, OutputError
 from glus_cli.model.glus import GlusModel
 from glus_cli.pipeline import segment_video
 from glus_cli.protocol import ArraySource, FrameResult, SegmentationOptions
-from glus_cli.runner import RECORD_NAME, Expression, is_complete, segment_to_outputs
+from glus_cli.resume import RECORD_NAME, is_complete
+from glus_cli.runner import Expression, segment_to_outputs
 from glus_cli.testing.videos import write_frame_folder
 from glus_cli.video import open_video
 from tests.fixtures import EXPRESSION, OTHER_EXPRESSION, file_digests, synthetic_video
@@ -148,7 +150,8 @@ def test_writer_keeps_file_order_and_writes_each_record_last(
             if path.suffix == ".png":
                 threads.add(threading.current_thread().name)
 
-    monkeypatch.setattr(outputs, "atomic_write_bytes", recording)
+    monkeypatch.setattr(outputs, "atomic_write_bytes", recording)  # the masks
+    monkeypatch.setattr(file_writes, "atomic_write_bytes", recording)  # the JSON files (RLE, the record)
     results = _write_outputs(tiny_model, frame_folder, tmp_path, SegmentationOptions(schedule="fast"))
     assert threads == {"glus-writer"}
     for exp_id, index in (("0", 0), ("1", 1)):

@@ -362,7 +362,7 @@ def test_offline_and_not_cached_is_a_network_error(cache: Path) -> None:
     assert assert_one_line(error) == (
         f"checkpoint Org/Missing is not in the local cache ({cache}) and offline mode is on "
         "(HF_HUB_OFFLINE=1); run `glus download Org/Missing` on a machine with network, "
-        "or pass a local folder"
+        "or pass `--model PATH` (a local checkpoint folder)"
     )
 
 
@@ -392,7 +392,8 @@ def test_vision_tower_without_weights_offline_is_a_network_error(cache: Path) ->
 
     with pytest.raises(NetworkError, match=f"vision tower {CLIP} is only partly in the local cache") as error:
         hub.resolve_vision_tower(CLIP)
-    assert "`glus download <checkpoint>`" in assert_one_line(error)
+    line = assert_one_line(error)
+    assert "`glus download <checkpoint>`" in line and "`--vision-tower PATH`" in line
 
 
 # --- download ---

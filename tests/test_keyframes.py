@@ -12,19 +12,12 @@ from glus_dataset import Dataset, shared_dataset, shared_model
 from typer.testing import CliRunner
 
 from glus_cli.batch import find_videos, plan_tasks
-from glus_cli.cli import options
 from glus_cli.cli.app import app
 from glus_cli.errors import InputError
-from glus_cli.keyframes import (
-    CONFIDENCE_NAME,
-    MASKS_DIR,
-    confidence,
-    ground_truth_scores,
-    keyframe_for,
-    read_scores,
-    run_keyframes,
-)
+from glus_cli.keyframe_files import keyframe_for, read_scores
+from glus_cli.keyframes import CONFIDENCE_NAME, MASKS_DIR, confidence, ground_truth_scores, run_keyframes
 from glus_cli.metrics import region_similarity
+from glus_cli.model_spec import ModelSpec
 from glus_cli.protocol import SegmentationOptions
 from glus_cli.runner import Expression
 from glus_cli.testing.videos import DEFAULT_SHAPES, synthetic_mask
@@ -66,11 +59,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 def test_keyframes_with_ground_truth_then_confidence(
     dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(options.ModelArgs, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
+    monkeypatch.setattr(ModelSpec, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
     expressions = tmp_path / "exps.json"
     expressions.write_text(json.dumps({"vidB": {"0": "the red circle"}}))
     out = tmp_path / "kf"
     common = ["keyframes", str(dataset.frames), "-e", str(expressions), "-o", str(out), "--quiet"]
+    common += ["--model", str(dataset.checkpoint)]
     result = CliRunner().invoke(app, [*common, "--ground-truth", str(dataset.split)])
     assert result.exit_code == 0, result.output
 

@@ -11,12 +11,12 @@ import pytest
 from glus_dataset import BAD_VIDEO, Dataset, shared_dataset, shared_model
 from pycocotools import mask as coco_mask
 
-from glus_cli.cli import options
 from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
 from glus_cli.errors import OutputError
-from glus_cli.keyframes import KeyframeRecord
+from glus_cli.keyframe_files import KeyframeRecord
 from glus_cli.kfs_labels import LABELS_DIR, frame_labels, label_path, write_labels
 from glus_cli.metrics import region_similarity
+from glus_cli.model_spec import ModelSpec
 from tests.cli_helpers import run_glus
 
 
@@ -76,9 +76,10 @@ def truth_masks(split: Path, video: str, exp_id: str) -> list[np.ndarray]:
 def test_keyframes_writes_labels_the_trainer_reads(
     dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(options.ModelArgs, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
+    monkeypatch.setattr(ModelSpec, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
     out = tmp_path / "kf"
     common = ["keyframes", str(dataset.frames), "-e", str(dataset.meta), "-o", str(out), "--quiet"]
+    common += ["--model", str(dataset.checkpoint)]
 
     code, _ = run_glus(common, capsys)  # without ground truth: no IoU, so no labels
     assert code == EXIT_VIDEOS_FAILED  # the corrupt video fails; the others are done
@@ -119,11 +120,12 @@ def test_keyframes_writes_labels_the_trainer_reads(
 def test_subsampled_frames_get_no_labels(
     dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(options.ModelArgs, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
+    monkeypatch.setattr(ModelSpec, "load", lambda _self, *_args: shared_model(dataset.checkpoint))
     expressions = tmp_path / "exps.json"
     expressions.write_text(json.dumps({"vidB": {"0": "the red circle"}}))
     out = tmp_path / "kf"
     args = ["keyframes", str(dataset.frames), "-e", str(expressions), "-o", str(out), "--quiet"]
+    args += ["--model", str(dataset.checkpoint)]
     code, output = run_glus([*args, "--ground-truth", str(dataset.split), "--stride", "2"], capsys)
     assert code == 0, output
     assert "KFS training labels need every frame" in output

@@ -14,18 +14,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from glus_cli import outputs
+from glus_cli import files
 from glus_cli.errors import InputError, OutputError
-from glus_cli.outputs import (
-    DAVIS_PALETTE,
-    FORMATS,
-    atomic_write_bytes,
-    new_run_dir,
-    open_writers,
-    prepare_output_dir,
-    validate_formats,
-    write_json_atomic,
-)
+from glus_cli.files import atomic_write_bytes, new_run_dir, prepare_output_dir, write_json_atomic
+from glus_cli.outputs import DAVIS_PALETTE, FORMATS, open_writers, validate_formats
 from glus_cli.testing.videos import synthetic_mask, write_frame_folder, write_synthetic_video
 from glus_cli.video import VideoSource, open_video
 
@@ -223,7 +215,7 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
     def interrupted(fd: int, data: bytes) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(outputs.os, "write", interrupted)
+    monkeypatch.setattr(files.os, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(tmp_path / "summary.json", b"{}")
     assert list(tmp_path.iterdir()) == []
@@ -237,7 +229,7 @@ def test_disk_full_on_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             return real_write(fd, data[:4])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(outputs.os, "write", half_then_full)
+    monkeypatch.setattr(files.os, "write", half_then_full)
     target = tmp_path / "summary.json"
     with pytest.raises(OutputError, match="no space left") as excinfo:
         write_json_atomic(target, {"a": "b" * 100})
@@ -253,7 +245,7 @@ def test_disk_full_on_replace_keeps_previous_file(tmp_path: Path, monkeypatch: p
     def full(src: object, dst: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(outputs.os, "replace", full)
+    monkeypatch.setattr(files.os, "replace", full)
     with pytest.raises(OutputError, match="no space left"):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"complete"
@@ -264,7 +256,7 @@ def test_permission_denied(frames: VideoSource, tmp_path: Path, monkeypatch: pyt
     def denied(*args: object) -> int:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(outputs.os, "open", denied)
+    monkeypatch.setattr(files.os, "open", denied)
     with pytest.raises(OutputError, match=r"permission denied writing .*00000\.png"):
         _write_all(frames, tmp_path / "out", ("png",))
 

@@ -29,7 +29,7 @@ from glus_cli.cli.app import main
 from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
 from glus_cli.distributed.worker import FAULT_ENV
 from glus_cli.errors import CheckpointError
-from glus_cli.runner import RECORD_NAME
+from glus_cli.resume import RECORD_NAME
 from glus_cli.testing.checkpoint import SyntheticCheckpoint
 from glus_cli.testing.videos import write_frame_folder, write_synthetic_video
 

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from glus_cli.batch import (
+    BatchReport,
     find_videos,
     load_expressions,
     parse_shard,
@@ -28,7 +29,15 @@ from glus_cli.cli.options import (
     default_formats,
     option_groups,
 )
-from glus_cli.cli.ray_batch import run_on_ray_with_progress, worker_spec
+from glus_cli.cli.preamble import (
+    checked_spec,
+    pending_count,
+    refuse_long_expressions,
+    resolved_model,
+    say_already_complete,
+    with_refused,
+)
+from glus_cli.cli.ray_batch import run_on_ray_with_progress
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -38,9 +47,14 @@ from glus_cli.cli.runs import (
     report_failures,
     run_with_progress,
 )
+from glus_cli.distributed.cluster import import_ray
+from glus_cli.distributed.worker import WorkerSpec
 from glus_cli.errors import InputError
-from glus_cli.keyframes import keyframe_lookup
-from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
+from glus_cli.files import write_json_atomic
+from glus_cli.keyframe_files import keyframe_lookup
+from glus_cli.outputs import validate_formats
+from glus_cli.protocol import Workload
+from glus_cli.run_record import resumable_run
 
 
 @option_groups
@@ -89,8 +103,10 @@ def batch(
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
 
-    A rerun with the same --output-dir skips finished expressions and redoes unfinished ones. A video
-    that fails is listed in OUT/summary.json and on stderr, and the exit code is 8; the others are done.
+    A rerun with the same --output-dir skips finished expressions and redoes unfinished ones (a finished
+    run says "already complete" without loading the model); a rerun with other options is refused. A
+    video that fails, or an expression too long for the model, is listed in OUT/summary.json and on
+    stderr, and the exit code is 8; the others are done.
 
     Examples:
 
@@ -100,66 +116,98 @@ def batch(
 
       glus batch videos/ -e expressions.csv -o /shared/preds --ray auto   (on a Ray cluster)
     """
+    # 1. options
     if workers is not None and ray_address is None:
         raise InputError("--workers needs --ray")
-    watch = Stopwatch()
+    on_ray = ray_address is not None
+    if on_ray:
+        import_ray()
     shard_index, shard_count = parse_shard(shard) if shard is not None else (0, 1)
     formats_used = list(validate_formats(default_formats(formats)))
     options = protocol.segmentation_options()
     stride, max_frames = protocol.stride, protocol.max_frames
-    lookup = keyframe_lookup(keyframes)
-    tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
-    tasks = select_shard(tasks, shard_index, shard_count)
-    if ray_address is None:  # on Ray, each worker checks as it loads: the driver never imports torch
-        model.check([exp.text for task in tasks for exp in task.expressions], options)
-    out = prepare_output_dir(output_dir, resume=True)
-    results: dict[str, Any] = {}
-    if ray_address is not None:
-        spec = worker_spec(model, options, formats_used, stride, max_frames, keyframes, out)
-        ray_run = run_on_ray_with_progress(
-            tasks, spec, address=ray_address, workers=workers, shard=(shard_index, shard_count), quiet=quiet
-        )
-        report, model_info, results["ray"] = ray_run.report, ray_run.model, ray_run.ray
-        watch.seconds.update(ray_run.seconds)
-    else:
-        with watch.time("load_model"):
-            glus = load_with_progress(model, quiet)
-        with watch.time("segment"):
-            report = run_with_progress(
-                glus,
-                tasks,
-                out,
-                formats_used,
-                options,
-                stride=stride,
-                max_frames=max_frames,
-                keyframes=lookup,
-                quiet=quiet,
-            )
-        model_info = asdict(glus.info)
+    spec = checked_spec(model.spec(), on_ray=on_ray)
+    watch = Stopwatch()
+    videos = find_videos(input_dir)  # 2. the input
+    record = {
+        "command": "batch",
+        "model": asdict(model),
+        "protocol": asdict(protocol),
+        "formats": formats_used,
+        "keyframes": None if keyframes is None else str(keyframes.absolute()),
+    }
     summary_name = SUMMARY_NAME if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
-    summary = build_summary(
-        "batch",
-        inputs={
-            "input": str(input_dir),
-            "expressions_file": str(expressions),
-            "shard": f"{shard_index}/{shard_count}",
-        },
-        results={**report.as_dict(), **results},
-        model=model_info,
-        options=options,
-        settings=RunSettings(
-            tuple(formats_used),
-            stride,
-            max_frames,
-            keyframes_file=None if keyframes is None else str(keyframes),
-        ),
-        watch=watch,
-    )
-    write_json_atomic(out / summary_name, summary)
+    with resumable_run(output_dir, record, adopt_unrecorded=True) as out:  # 3. the output folder
+        # 4. the expressions, every video resolved, and the key-frame file
+        tasks = select_shard(plan_tasks(videos, load_expressions(expressions)), shard_index, shard_count)
+        lookup = keyframe_lookup(keyframes)
+        model_info: dict[str, Any] | None = None
+        results: dict[str, Any] = {}
+        complete = pending_count(tasks, out) == 0  # 5. the resume rule
+        if complete and (out / summary_name).is_file():
+            say_already_complete(out, sum(len(task.expressions) for task in tasks))
+            return
+        if complete:  # finished, but stopped before its summary
+            report = BatchReport.all_skipped(tasks)
+        else:
+            # 6. the model's files, and the expressions its LLM cannot take (failed, the others run)
+            runnable, refused = refuse_long_expressions(resolved_model(spec, on_ray=on_ray), tasks, options)
+            if ray_address is not None:  # 7. on each worker, before its first video
+                ray_spec = WorkerSpec(spec, options, tuple(formats_used), stride, max_frames, keyframes, out)
+                ray_run = run_on_ray_with_progress(
+                    runnable,
+                    ray_spec,
+                    address=ray_address,
+                    workers=workers,
+                    shard=(shard_index, shard_count),
+                    quiet=quiet,
+                )
+                report, model_info, results["ray"] = ray_run.report, ray_run.model, ray_run.ray
+                watch.seconds.update(ray_run.seconds)
+            elif pending_count(runnable, out) == 0:
+                report = BatchReport.all_skipped(runnable)
+            else:
+                with watch.time("load_model"):  # 7. the memory check, then the load
+                    glus = load_with_progress(spec, quiet, Workload.of_run(options))
+                with watch.time("segment"):
+                    report = run_with_progress(
+                        glus,
+                        runnable,
+                        out,
+                        formats_used,
+                        options,
+                        stride=stride,
+                        max_frames=max_frames,
+                        keyframes=lookup,
+                        quiet=quiet,
+                    )
+                model_info = asdict(glus.info)
+            report = with_refused(report, tasks, refused)
+        summary = build_summary(
+            "batch",
+            inputs={
+                "input": str(input_dir),
+                "expressions_file": str(expressions),
+                "shard": f"{shard_index}/{shard_count}",
+            },
+            results={**report.as_dict(), **results},
+            model=model_info,
+            options=options,
+            settings=RunSettings(
+                tuple(formats_used),
+                stride,
+                max_frames,
+                keyframes_file=None if keyframes is None else str(keyframes),
+            ),
+            watch=watch,
+        )
+        write_json_atomic(out / summary_name, summary)
+    if complete:
+        say_already_complete(out, report.expressions)
+        return
     if not quiet:
         table = Table(title=f"glus batch: {len(tasks)} videos")
-        for column in ("expressions", "done now", "already complete", "failed videos"):
+        for column in ("expressions", "done now", "already complete", "failed"):
             table.add_column(column)
         table.add_row(
             str(report.expressions),

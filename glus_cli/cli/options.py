@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
 from glus_cli.manifest import default_model
+from glus_cli.model_spec import ModelSpec
 from glus_cli.precision import DType, Quantize
 from glus_cli.protocol import (
     DEFAULT_SCHEDULE,
@@ -25,10 +26,6 @@ from glus_cli.protocol import (
     Schedule,
     SegmentationOptions,
 )
-
-if TYPE_CHECKING:
-    from glus_cli.model.footprint import Workload
-    from glus_cli.model.glus import GlusModel, LoadProgress
 
 R = TypeVar("R")
 
@@ -173,42 +170,17 @@ class ModelArgs:
     quantize: QuantizeOption = None
     fuser_gamma: FuserGammaOption = "checkpoint"
 
-    def check(self, expressions: Sequence[str], options: SegmentationOptions) -> None:
-        """What can be checked before the weights load: the device, the checkpoint's files (fetched if
-        needed) and every expression's prompt length against the LLM's context.
-
-        Raises:
-            GlusError: an unknown or unavailable device, a missing checkpoint, an expression too long.
-        """
-        from glus_cli import hub
-        from glus_cli.model.glus import resolve_device
-        from glus_cli.model.prompt_length import check_expressions_fit
-
-        resolve_device(self.device)
-        folder = hub.resolve_model(self.model, revision=self.revision)
-        tower = hub.resolve_vision_tower(self.vision_tower or hub.checkpoint_vision_tower(folder))
-        check_expressions_fit(folder, tower, expressions, options)
-
-    def load(self, workload: Workload | None = None, on_progress: LoadProgress | None = None) -> GlusModel:
-        """Load the model these options describe (imported lazily so `glus --help` stays fast).
-
-        Args:
-            workload: the run's frame size and batch, for the memory check before loading.
-            on_progress: told each loading step, for a progress display (see `load_glus`).
-        """
-        from glus_cli.model.glus import load_glus
-
-        return load_glus(
+    def spec(self) -> ModelSpec:
+        """The `ModelSpec` these options describe (what a local load and a Ray worker take)."""
+        return ModelSpec(
             self.model,
             revision=self.revision,
-            device=self.device,
-            dtype=self.dtype,
             vision_tower=self.vision_tower,
             sam2_config=self.sam2_config,
+            device=self.device,
+            dtype=self.dtype,
             quantize=self.quantize,
             fuser_gamma=self.fuser_gamma,
-            workload=workload,
-            on_progress=on_progress,
         )
 
 

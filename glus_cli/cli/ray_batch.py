@@ -1,4 +1,4 @@
-"""`glus batch --ray`'s command-line edge: the workers' spec from the options, and one Rich progress bar.
+"""`glus batch --ray`'s command-line edge: one Rich progress bar over the workers' reports.
 
 The batch command parses its options and hands over here; the work is `glus_cli.distributed`'s.
 """
@@ -7,35 +7,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glus_cli.cli.runs import progress_bar
-from glus_cli.distributed.cluster import import_ray
 from glus_cli.distributed.driver import RayRun, run_on_ray
 from glus_cli.distributed.worker import WorkerSpec
 
 if TYPE_CHECKING:
     from glus_cli.batch import VideoTask
-    from glus_cli.cli.options import ModelArgs
-    from glus_cli.protocol import SegmentationOptions
-
-
-def worker_spec(
-    model_args: ModelArgs,
-    options: SegmentationOptions,
-    formats: list[str],
-    stride: int,
-    max_frames: int | None,
-    keyframes: Path | None,
-    out: Path,
-) -> WorkerSpec:
-    """What every Ray worker needs, from the command's options (the model's as `load_glus` arguments)."""
-    model = asdict(model_args)
-    model["source"] = model.pop("model")
-    keyframes_file = None if keyframes is None else str(keyframes)
-    return WorkerSpec(model, asdict(options), tuple(formats), stride, max_frames, keyframes_file, str(out))
 
 
 def run_on_ray_with_progress(
@@ -51,7 +30,6 @@ def run_on_ray_with_progress(
 
     The bar appears once the workers report (an error before that is one line, with no bar above it).
     """
-    import_ray()
     progress = progress_bar(quiet)
     shown = ExitStack()  # the display starts with the first report and ends with the run
     bars: list[int] = []

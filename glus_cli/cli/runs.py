@@ -5,9 +5,10 @@ these helpers to show progress, report failed videos, and describe the run in on
 one set of keys (documented in the README):
 
 - ``glus_cli_version``, ``command``;
-- the command's inputs (``source`` and ``video`` for segment; ``input``, ``expressions_file`` and
-  ``shard`` for batch and keyframes);
-- its results (``expressions`` for segment; the batch report's counts, ``failures`` and ``outcomes``);
+- the command's inputs (``source`` and ``video`` for segment; ``input`` and ``expressions_file``, with
+  ``shard`` for batch and ``ground_truth`` for keyframes);
+- its results (``expressions`` for segment; the batch report's counts, ``failures`` and ``outcomes`` for
+  batch and keyframes, which adds its ``ranking``, files and ``kfs_labels``);
 - ``model``: where the weights came from and the numeric settings (`ModelInfo` as a dict; None when
   no model was loaded because nothing was pending);
 - ``options``: the protocol settings (`SegmentationOptions`) and the run settings (`RunSettings`:
@@ -43,10 +44,9 @@ from glus_cli.protocol import num_query_steps
 
 if TYPE_CHECKING:
     from glus_cli.batch import KeyframeLookup
-    from glus_cli.cli.options import ModelArgs
-    from glus_cli.model.footprint import Workload
     from glus_cli.model.glus import GlusModel
-    from glus_cli.protocol import SegmentationOptions
+    from glus_cli.model_spec import ModelSpec
+    from glus_cli.protocol import SegmentationOptions, Workload
     from glus_cli.runner import Expression
     from glus_cli.video import VideoSource
 
@@ -156,14 +156,15 @@ def _clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
-def load_with_progress(model: ModelArgs, quiet: bool, workload: Workload | None = None) -> GlusModel:
-    """Load the model, showing its steps (weight shards, LLaMA and CLIP, SAM2) as one progress task, then
-    the run header: device, precision and why, and the memory estimate (both silenced by --quiet)."""
+def load_with_progress(model: ModelSpec, quiet: bool, workload: Workload) -> GlusModel:
+    """Load the model after the memory check for `workload` (the preamble's last step), showing its steps
+    (weight shards, LLaMA and CLIP, SAM2) as one progress task, then the run header: device, precision
+    and why, and the memory estimate (both silenced by --quiet)."""
     with progress_bar(quiet) as progress:
-        task = progress.add_task(f"loading {model.model}", total=None, unit="steps")
+        task = progress.add_task(f"loading {model.source}", total=None, unit="steps")
 
         def on_progress(step: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total, description=f"loading {model.model}: {step}")
+            progress.update(task, completed=done, total=total, description=f"loading {model.source}: {step}")
 
         glus = model.load(workload, on_progress)
     if not quiet:
@@ -221,7 +222,8 @@ def video_progress(
 def report_failures(report: BatchReport) -> None:
     """Print one line per failed video and exit with `EXIT_VIDEOS_FAILED` if there is any."""
     for failure in report.failures:
-        error_console.print(f"[red]failed:[/] {failure.video}: {failure.error}", highlight=False)
+        line = f"[red]failed:[/] {failure.label}: {failure.error}"
+        error_console.print(line, highlight=False, soft_wrap=True)
     if report.failures:
         raise typer.Exit(EXIT_VIDEOS_FAILED)
 

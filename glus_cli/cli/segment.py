@@ -21,6 +21,7 @@ from glus_cli.cli.options import (
     default_formats,
     option_groups,
 )
+from glus_cli.cli.preamble import check_expressions, checked_spec, resolved_model, say_already_complete
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -30,11 +31,13 @@ from glus_cli.cli.runs import (
     progress_bar,
 )
 from glus_cli.errors import InputError
-from glus_cli.keyframes import keyframe_for, read_scores
+from glus_cli.files import write_json_atomic
+from glus_cli.keyframe_files import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
-from glus_cli.outputs import validate_formats, write_json_atomic
-from glus_cli.protocol import num_query_steps
-from glus_cli.run_record import read_outcome, restart_incomplete, resumable_run
+from glus_cli.outputs import validate_formats
+from glus_cli.protocol import Workload, num_query_steps
+from glus_cli.resume import pending, restart
+from glus_cli.run_record import read_outcome, resumable_run
 from glus_cli.runner import Expression, segment_to_outputs
 from glus_cli.video import open_video
 
@@ -79,7 +82,8 @@ def segment(
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
 
     An interrupted run is finished by rerunning the same command with the same --output-dir: finished
-    expressions are kept, the others redone. A rerun with other options into that folder is refused.
+    expressions are kept, the others redone; a finished run says "already complete" without loading the
+    model. A rerun with other options into that folder is refused.
 
     Examples:
 
@@ -89,18 +93,17 @@ def segment(
 
       glus segment video.mp4 "the cat" --model ./my-checkpoint --device cpu --max-frames 200
     """
+    # 1. options
     texts = list(expressions)
     for text in texts:
         normalize_expression(text)  # reject empty / reserved expressions before any work
     formats_used = list(validate_formats(default_formats(formats)))
     options = protocol.segmentation_options()
     stride, max_frames = protocol.stride, protocol.max_frames
-    watch = Stopwatch()
-
     if keyframe is not None and keyframes is not None:
         raise InputError("give either --keyframe or --keyframes, not both")
-    scores = read_scores(keyframes) if keyframes is not None else None
-    model.check(texts, options)  # the device, the checkpoint's files, the prompt lengths
+    spec = checked_spec(model.spec())
+    watch = Stopwatch()
     record = {
         "command": "segment",
         "source": str(Path(source).absolute()),
@@ -113,11 +116,12 @@ def segment(
     }
 
     with (
-        resumable_run(output_dir, record) as out,
-        open_video(source, stride=stride, max_frames=max_frames) as video,
+        open_video(source, stride=stride, max_frames=max_frames) as video,  # 2. the input
+        resumable_run(output_dir, record) as out,  # 3. the output folder
     ):
         if keyframe is not None and keyframe >= video.num_frames:
             raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
+        scores = read_scores(keyframes) if keyframes is not None else None  # 4. the key-frame file
         jobs = [
             Expression(
                 str(i),
@@ -127,59 +131,62 @@ def segment(
             for i, text in enumerate(texts)
         ]
         folders = [out / expression_folder(i, text) for i, text in enumerate(texts)]
-        pending = restart_incomplete(folders)
-        if len(pending) < len(jobs):
-            logger.info(
-                "%s: %d of %d expressions are complete and kept", out, len(jobs) - len(pending), len(jobs)
-            )
-        from glus_cli.model.footprint import Workload  # imports torch: only when a model runs
-
-        workload = Workload(
-            video.frame_size, protocol.llm_batch_size, protocol.context_frames, protocol.query_frames
-        )
-        with watch.time("load_model"):
-            glus = load_with_progress(model, quiet, workload)
-        with progress_bar(quiet) as progress:
-            tasks = {
-                i: progress.add_task(
-                    f"{video.name}: {jobs[i].text[:40]}",
-                    total=num_query_steps(video.num_frames, jobs[i].keyframe),
-                    unit="frames",
-                )
-                for i in pending
-            }
-            with watch.time("segment"):
-                segment_to_outputs(
-                    glus,
-                    video,
-                    [jobs[i] for i in pending],
-                    [folders[i] for i in pending],
-                    formats_used,
-                    options,
-                    on_step=lambda k: progress.advance(tasks[pending[k]]),
-                )
+        todo = pending(folders)  # 5. the resume rule
+        if todo and len(todo) < len(jobs):
+            kept = len(jobs) - len(todo)
+            logger.info("%s: %d of %d expressions are complete and kept", out, kept, len(jobs))
+        glus = None
+        if todo:
+            check_expressions(resolved_model(spec), texts, options)  # 6. the model's files and tokenizer
+            for index in todo:
+                restart(folders[index])
+            with watch.time("load_model"):  # 7. the memory check, then the load
+                glus = load_with_progress(spec, quiet, Workload.of_run(options, video.frame_size))
+            with progress_bar(quiet) as progress:
+                tasks = {
+                    i: progress.add_task(
+                        f"{video.name}: {jobs[i].text[:40]}",
+                        total=num_query_steps(video.num_frames, jobs[i].keyframe),
+                        unit="frames",
+                    )
+                    for i in todo
+                }
+                with watch.time("segment"):
+                    segment_to_outputs(
+                        glus,
+                        video,
+                        [jobs[i] for i in todo],
+                        [folders[i] for i in todo],
+                        formats_used,
+                        options,
+                        on_step=lambda k: progress.advance(tasks[todo[k]]),
+                    )
         outcomes = [read_outcome(folder) for folder in folders]  # the kept ones and the new ones
-        summary = build_summary(
-            "segment",
-            inputs={
-                "source": str(source),
-                "video": {
-                    "name": video.name,
-                    "frames": video.num_frames,
-                    "fps": video.fps,
-                    "frame_size": list(video.frame_size),
+        if glus is not None or not (out / SUMMARY_NAME).is_file():
+            summary = build_summary(
+                "segment",
+                inputs={
+                    "source": str(source),
+                    "video": {
+                        "name": video.name,
+                        "frames": video.num_frames,
+                        "fps": video.fps,
+                        "frame_size": list(video.frame_size),
+                    },
                 },
-            },
-            results={"expressions": [asdict(outcome) for outcome in outcomes]},
-            model=asdict(glus.info),
-            options=options,
-            settings=RunSettings(
-                tuple(formats_used), stride, max_frames, keyframe, str(keyframes) if keyframes else None
-            ),
-            watch=watch,
-        )
-        write_json_atomic(out / SUMMARY_NAME, summary)
+                results={"expressions": [asdict(outcome) for outcome in outcomes]},
+                model=None if glus is None else asdict(glus.info),
+                options=options,
+                settings=RunSettings(
+                    tuple(formats_used), stride, max_frames, keyframe, str(keyframes) if keyframes else None
+                ),
+                watch=watch,
+            )
+            write_json_atomic(out / SUMMARY_NAME, summary)
 
+    if glus is None:
+        say_already_complete(out, len(outcomes))
+        return
     if not quiet:
         table = Table(title=f"glus segment: {video.name} ({video.num_frames} frames)")
         for column in ("expression", "folder", "frames w/o [SEG]", "mean pred. IoU", "seconds"):

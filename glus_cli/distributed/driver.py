@@ -17,8 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from glus_cli.batch import BatchReport, VideoFailure, VideoTask
@@ -73,7 +72,7 @@ def run_on_ray(
 
     Args:
         tasks: the shard's videos, planned as for a local run (`plan_tasks`, `select_shard`).
-        spec: what each worker loads and how it runs videos (``spec.model["device"]`` as given by the user).
+        spec: what each worker loads and how it runs videos (``spec.model.device`` as given by the user).
         address: ``local``, ``auto`` or a cluster address.
         workers: number of workers (default: one per GPU, or one per machine on CPUs).
         shard: (index, count) of this shard, for the driver lock.
@@ -87,7 +86,7 @@ def run_on_ray(
     """
     fault = os.environ.get(FAULT_ENV)
     FaultPlan.parse(fault)  # a malformed test variable fails here, not in every worker
-    out = Path(spec.out)
+    out = spec.out
     with driver_lock(out, *shard):
         pending = longest_first(tasks, out, stride=spec.stride, max_frames=spec.max_frames)
         if not pending:
@@ -98,7 +97,7 @@ def run_on_ray(
             started = time.perf_counter()
             with connected(address, verbose=verbose) as ray:
                 nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-                shape = worker_shape(nodes, spec.model["device"], workers, len(pending))
+                shape = worker_shape(nodes, spec.model.device, workers, len(pending))
                 seconds = {"connect": round(time.perf_counter() - started, 3)}
                 loop = _Loop(ray, pending, spec, shape, sentinel, fault, on_progress)
                 try:
@@ -173,7 +172,7 @@ class _Loop:
         self.model: dict[str, Any] | None = None
         self.records = [_WorkerRecord() for _ in range(shape.count)]
         self.on_progress = on_progress
-        worker_spec = asdict(spec) | {"model": spec.model | {"device": shape.device}}
+        worker_spec = replace(spec, model=spec.model.on_device(shape.device))
         actor = ray.remote(GlusWorker).options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=-1, max_task_retries=0
         )

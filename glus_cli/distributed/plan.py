@@ -1,27 +1,25 @@
 """Which videos of a planned batch still need work, and in which order the Ray driver sends them.
 
 The batch itself is planned exactly as a local `glus batch` plans it (`plan_tasks`, then `select_shard`);
-this module only applies the local resume rule early, so that finished videos never reach a worker, and
-orders the rest longest first, so that the longest video does not start last and leave every other
-worker idle at the end. Cost is frames x pending expressions, with frame counts estimated without
+this module only applies the resume rule (`glus_cli.resume`) early, so that finished videos never reach
+a worker, and orders the rest longest first, so that the longest video does not start last and leave
+every other worker idle at the end. Cost is frames x pending expressions, with frame counts estimated without
 decoding. The worker re-checks completeness when the video runs (`run_batch`), so an estimate can only
 make the order less good, never the outputs different.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from glus_cli.batch import VideoTask
-from glus_cli.runner import is_complete
+from glus_cli.resume import IsDone, is_complete
 from glus_cli.video import estimate_num_frames, natural_key
 
 
-def pending_expressions(
-    task: VideoTask, out: Path, is_done: Callable[[Path], bool] = is_complete
-) -> list[str]:
+def pending_expressions(task: VideoTask, out: Path, is_done: IsDone = is_complete) -> list[str]:
     """exp_ids of `task` whose folder under `out` is not finished."""
     return [exp.exp_id for exp in task.expressions if not is_done(out / task.name / exp.exp_id)]
 

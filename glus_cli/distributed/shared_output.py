@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from glus_cli.errors import OutputError
-from glus_cli.outputs import atomic_write_bytes
+from glus_cli.files import atomic_write_bytes
 
 SENTINEL_PREFIX = ".glus-ray-sentinel."
 

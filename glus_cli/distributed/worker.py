@@ -5,9 +5,10 @@ nor torch until a worker process constructs it. A worker loads the model once, t
 handed through `glus_cli.batch.run_batch`, the function local `glus batch` runs: there is no second code
 path, and a video's outputs on a worker are those of a local run on the same device and software.
 
-Constructor arguments are plain values (`WorkerSpec` as a dict, strings): Ray keeps them to re-run the
-constructor when it restarts a dead worker, and arguments it had put in its object store may be gone by
-then (ray-project/ray#53727). The progress board's handle therefore comes with each `run` call instead.
+Constructor arguments are small values passed inline (a `WorkerSpec` of frozen dataclasses, strings): Ray
+keeps them to re-run the constructor when it restarts a dead worker, and arguments it had put in its
+object store may be gone by then (ray-project/ray#53727). The progress board's handle therefore comes
+with each `run` call instead.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.distributed.shared_output import check_sentinel
 from glus_cli.errors import InputError
-from glus_cli.keyframes import keyframe_lookup
-from glus_cli.protocol import SegmentationOptions, num_query_steps
+from glus_cli.keyframe_files import keyframe_lookup
+from glus_cli.model_spec import ModelSpec
+from glus_cli.protocol import SegmentationOptions, Workload, num_query_steps
 
 if TYPE_CHECKING:
     from glus_cli.runner import Expression
@@ -44,8 +46,8 @@ class WorkerSpec:
     """What a worker needs to run videos exactly as local `glus batch` does.
 
     Attributes:
-        model: `glus_cli.model.glus.load_glus` keyword arguments, plus ``source``.
-        options: `SegmentationOptions` fields.
+        model: the model to load, as a local run loads it (its device set per worker by the driver).
+        options: protocol settings.
         formats: output formats.
         stride: keep every `stride`-th frame.
         max_frames: keep at most this many frames.
@@ -53,13 +55,13 @@ class WorkerSpec:
         out: the output root, the same path on every node.
     """
 
-    model: dict[str, Any]
-    options: dict[str, Any]
+    model: ModelSpec
+    options: SegmentationOptions
     formats: tuple[str, ...]
     stride: int
     max_frames: int | None
-    keyframes: str | None
-    out: str
+    keyframes: Path | None
+    out: Path
 
 
 @dataclass(frozen=True)
@@ -125,26 +127,23 @@ class ProgressBoard:
 class GlusWorker:
     """One model on one device (a GPU, or some CPUs) that segments the videos it is handed."""
 
-    def __init__(self, spec: dict[str, Any], sentinel: str, fault: str | None = None) -> None:
-        """Check that OUT is the driver's, then load the model.
+    def __init__(self, spec: WorkerSpec, sentinel: str, fault: str | None = None) -> None:
+        """Check that OUT is the driver's, then what the driver could not check without torch (the device,
+        the weights, the memory for the run's real `--llm-batch-size`), then load the model.
 
         Errors are kept and raised by `info`, which the driver calls first: Ray reports a failed
         constructor as a dead actor and loses the error's class, and the CLI wants the class (the exit
         code) and its one-line message.
         """
-        self._spec = WorkerSpec(**spec)
-        self._out = Path(self._spec.out)
+        self._spec = spec
+        self._out = spec.out
         self._error: Exception | None = None
         started = time.perf_counter()
         try:
             self._fault = FaultPlan.parse(fault)
             check_sentinel(self._out, sentinel)
-            self._keyframes = keyframe_lookup(Path(self._spec.keyframes) if self._spec.keyframes else None)
-            self._options = SegmentationOptions(**self._spec.options)
-            from glus_cli.model.glus import load_glus
-
-            model_args = dict(self._spec.model)
-            self._model = load_glus(model_args.pop("source"), **model_args)
+            self._keyframes = keyframe_lookup(spec.keyframes)
+            self._model = spec.model.load(Workload.of_run(spec.options))
         except Exception as error:  # raised again by `info`
             self._error = error
         self._load_seconds = round(time.perf_counter() - started, 3)
@@ -189,7 +188,7 @@ class GlusWorker:
             [task],
             self._out,
             self._spec.formats,
-            self._options,
+            self._spec.options,
             stride=self._spec.stride,
             max_frames=self._spec.max_frames,
             keyframe_for=self._keyframes,

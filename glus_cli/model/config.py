@@ -3,19 +3,21 @@
 The released `config.json` was written by transformers 4.31 from a LLaVA config: `model_type: "llava"`,
 the LLaMA fields, the LLaVA vision fields and GLUS's own `out_dim`. transformers 5 maps `model_type:
 "llava"` to its own composite Llava config, which reads these fields differently, so the file is read
-here as plain JSON and the `LlamaConfig` is built from its LLaMA fields.
+here as plain JSON (without torch: the Ray driver reads it) and the `LlamaConfig` is built from its LLaMA
+fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from transformers import LlamaConfig
+from typing import TYPE_CHECKING, Any
 
 from glus_cli.checkpoint_layout import CONFIG_NAME, read_config_json, vision_tower_name
 from glus_cli.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig
 
 DEFAULT_SAM2_CONFIG = "sam2_hiera_l.yaml"
 DEFAULT_MAX_POSITIONS = 2048
@@ -140,6 +142,8 @@ class GlusConfig:
 
     def llama_config(self) -> LlamaConfig:
         """The `LlamaConfig` of the language model (eager attention, as the official 4.31 run)."""
+        from transformers import LlamaConfig  # imports torch: only when a model is built
+
         config = LlamaConfig(
             **self.llama,
             rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},

@@ -30,7 +30,7 @@ from glus_cli import hardware
 from glus_cli.errors import ResourceError
 from glus_cli.model.checkpoint import iter_tensors, route_key, weight_files
 from glus_cli.model.config import GlusConfig
-from glus_cli.protocol import NUM_CONTEXT_FRAMES, NUM_MASKMEM, NUM_QUERY_FRAMES
+from glus_cli.protocol import NUM_MASKMEM, Workload, llm_batch_size_for
 
 GIB = 2**30
 # bitsandbytes bytes per quantised weight: int8, or NF4 (0.5) + blockwise absmax scales (double-quantised).
@@ -46,23 +46,6 @@ _CLIP_TEXT_PREFIXES = ("text_model.", "text_projection", "visual_projection", "l
 """A full CLIP checkpoint's keys that `CLIPVisionModel` does not load."""
 RUNTIME_BYTES = {"cpu": GIB // 2, "mps": GIB // 2, "cuda": GIB}
 """Python + torch + libraries on the CPU (about 0.4 GiB measured); CUDA context + cuBLAS workspace."""
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What a run feeds the model, for its working set.
-
-    Attributes:
-        frame_size: (H, W) of the video's frames (default 1080p).
-        llm_batch_size: expressions per LLM forward (None: the schedule's default for the device).
-        num_context_frames: N_C.
-        num_query_frames: N_Q.
-    """
-
-    frame_size: tuple[int, int] = (1080, 1920)
-    llm_batch_size: int | None = None
-    num_context_frames: int = NUM_CONTEXT_FRAMES
-    num_query_frames: int = NUM_QUERY_FRAMES
 
 
 @dataclass(frozen=True)
@@ -183,12 +166,7 @@ def estimate_footprint(
 
 def _working_set(config: GlusConfig, device: torch.device, width: int, workload: Workload) -> int:
     """Activation and cache bytes of one query step at the peak, in elements of `width` bytes unless noted."""
-    if workload.llm_batch_size is not None:
-        batch = workload.llm_batch_size
-    else:
-        from glus_cli.pipeline import ACCELERATOR_LLM_BATCH_SIZE  # the schedule's own default
-
-        batch = 1 if device.type == "cpu" else ACCELERATOR_LLM_BATCH_SIZE
+    batch = llm_batch_size_for(workload.llm_batch_size, device.type)  # the schedule's own rule
     llama = config.llama
     hidden, layers = int(llama["hidden_size"]), int(llama["num_hidden_layers"])
     heads, kv_heads = int(llama["num_attention_heads"]), int(llama["num_key_value_heads"])

@@ -25,12 +25,12 @@ from glus_cli.model.checkpoint import (
     weight_files,
 )
 from glus_cli.model.config import DEFAULT_SAM2_CONFIG, GlusConfig
-from glus_cli.model.footprint import Workload, check_memory, count_tensors
+from glus_cli.model.footprint import check_memory, count_tensors
 from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
 from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model, place_sam2_tables
 from glus_cli.model.tokenizer import GlusTokenizer
 from glus_cli.precision import PrecisionPlan, Quantize, plan_precision
-from glus_cli.protocol import FuserGamma
+from glus_cli.protocol import FuserGamma, Workload
 
 logger = logging.getLogger(__name__)
 
