@@ -217,9 +217,12 @@ def test_shard_with_ray_does_only_its_shard(
 def test_a_worker_that_cannot_load_the_model_stops_the_run_with_its_error(
     cluster: None, data: RayDataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "not-a-checkpoint").mkdir()
+    """The driver's checks pass (configs and tokenizer are there), the worker's load fails (no weights)."""
+    broken = shutil.copytree(data.checkpoint, tmp_path / "no-weights")
+    for shard in broken.glob("pytorch_model*"):
+        shard.unlink()
     args = data.args(tmp_path / "out", "--ray", "local", "--workers", "1")
-    args[args.index("--model") + 1] = str(tmp_path / "not-a-checkpoint")
+    args[args.index("--model") + 1] = str(broken)
     code, output = run_glus(args, capsys)
     assert code == CheckpointError.exit_code, output
     assert output.strip().startswith("error: ") and len(output.strip().splitlines()) == 1
