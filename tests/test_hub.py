@@ -376,6 +376,19 @@ def test_offline_and_partly_cached_is_a_network_error(cache: Path) -> None:
     assert_one_line(error)
 
 
+def test_the_checks_before_loading_need_no_weights(cache: Path) -> None:
+    """What the Ray driver resolves: the configs and the tokenizer, without a weight file."""
+    files = {name: data for name, data in checkpoint_files().items() if name not in SHARDS}
+    snapshot = make_cached(cache, "Org/Name", files)
+    tower = {name: data for name, data in tower_files().items() if name != "model.safetensors"}
+    tower_snapshot = make_cached(cache, CLIP, tower)
+
+    assert hub.resolve_model("Org/Name", weights=False) == snapshot
+    assert hub.resolve_vision_tower(CLIP, weights=False) == tower_snapshot
+    with pytest.raises(NetworkError, match="only partly in the local cache"):
+        hub.resolve_model("Org/Name")
+
+
 # --- resolve_vision_tower ---
 
 
