@@ -1,10 +1,14 @@
 """Benchmark of the precision plan and SAM2's attention kernels on this machine (issue #11).
 
-Three parts, each printed as a table (and written as JSON with `--json`):
+Four parts, each printed as a table (and written as JSON with `--json`):
 
 - `attention`: one memory-attention cross-attention at the steady state (4096 queries over 7 x 4096 memory
-  tokens, width 256, one head, as SAM2's `RoPEAttention` calls SDPA) on the math kernel against the
-  fastest kernel (CPU flash), in fp32 and bf16: seconds and the largest difference.
+  tokens, width 256, one head, as SAM2's `RoPEAttention` calls SDPA) on the math kernel, CPU flash, CPU
+  flash on fp32 copies and the math formula in query chunks, in fp32 and bf16: seconds, the largest
+  difference to the math kernel and how many outputs differ from it (issue #14).
+- `drift`: per checkpoint shape (tiny, GLUS-shaped), `fast-exact`, `fast` and `fast` with each attention
+  kernel or an LLM batch of 2 against `reference` in bf16 (`--drift-dtype`): `[SEG]` decisions, min and
+  mean per-frame mask IoU, bit-identity, and whether `glus_cli.fidelity`'s bound holds.
 - `steady`: the GLUS-shaped checkpoint end to end at the steady state (7 memories read, full window of
   N_Q query frames): the old default (`fast`, fp32, math kernel) against the new default (`fast`, the
   precision plan's dtype, the fastest kernel), and any other `--steady-plans`. A run of 8 frames with
@@ -17,6 +21,7 @@ Three parts, each printed as a table (and written as JSON with `--json`):
   is the weights once (about 13.5 GB at 32 layers), never twice.
 
     .venv/bin/python benchmarks/bench_precision.py --parts attention            # 2-4 minutes
+    .venv/bin/python benchmarks/bench_precision.py --parts drift --drift-shapes tiny
     .venv/bin/python benchmarks/bench_precision.py --parts steady               # 10-20 minutes
     .venv/bin/python benchmarks/bench_precision.py --parts llm7b --llm-layers 32
 """
@@ -32,13 +37,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from glus_cli import hardware
+from glus_cli import fidelity, hardware
 from glus_cli.model import attention
 from glus_cli.model.glus import load_glus, precision_plan
 from glus_cli.pipeline import segment_video
@@ -73,8 +79,18 @@ def seconds(call: Callable[[], object], repeats: int) -> float:
 # --- memory attention -------------------------------------------------------------------------------
 
 
+KERNELS: dict[str, attention.AttentionKernels | None] = {
+    "math": "official",
+    "flash": None,
+    "fused": "fused",
+    "math-chunks": "math-chunks",
+}
+"""The attention rows: the math kernel (official on the CPU), CPU flash in the inputs' dtype, CPU flash on
+fp32 copies (`fused`, `fast`'s choice in bf16 before issue #14), the math formula in query chunks."""
+
+
 def part_attention(repeats: int) -> dict:
-    """Math against the fastest SDPA kernel at 7 memories, in fp32 and bf16."""
+    """Each attention kernel against the math kernel at 7 memories, in fp32 and bf16."""
     generator = torch.Generator().manual_seed(0)
     shape_q = (1, 1, MEMORY_TOKENS, SAM2_WIDTH)
     shape_kv = (1, 1, NUM_MEMORIES * MEMORY_TOKENS, SAM2_WIDTH)
@@ -84,8 +100,8 @@ def part_attention(repeats: int) -> dict:
     for dtype in (torch.float32, torch.bfloat16):
         inputs = [t.to(dtype) for t in (q, k, v)]
         outputs = {}
-        row = {}
-        for name, kernels in (("math", "official"), ("flash", None), ("fast", "fastest")):
+        row: dict = {"load_average_before": os.getloadavg()[0]}
+        for name, kernels in KERNELS.items():
 
             def call(
                 kernels: attention.AttentionKernels | None = kernels,
@@ -95,18 +111,22 @@ def part_attention(repeats: int) -> dict:
                 if kernels is None:  # CPU flash in the inputs' dtype
                     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
                         return F.scaled_dot_product_attention(*qkv)
-                # What the schedules run: official = math; fastest = flash (on fp32 copies for bf16).
                 return attention.run_attention(lambda: F.scaled_dot_product_attention(*qkv), cpu, dt, kernels)
 
             with torch.inference_mode():
                 row[f"{name}_seconds"] = seconds(call, repeats)
-                outputs[name] = call().float()
+                outputs[name] = call()
             logger.info("attention %s %s: %.2f s", dtype, name, row[f"{name}_seconds"])
-        for name in ("flash", "fast"):
-            row[f"{name}_max_abs_difference"] = float((outputs["math"] - outputs[name]).abs().max())
+        for name in KERNELS:
+            row[f"{name}_max_abs_difference"] = float(
+                (outputs["math"].float() - outputs[name].float()).abs().max()
+            )
+            row[f"{name}_outputs_differing"] = int((outputs["math"] != outputs[name]).sum())
             row[f"{name}_speedup"] = row["math_seconds"] / row[f"{name}_seconds"]
+        row["outputs"] = outputs["math"].numel()
+        row["fast_runs"] = attention.resolve_kernels("fastest", cpu, dtype)
+        row["load_average_after"] = os.getloadavg()[0]
         report[str(dtype).removeprefix("torch.")] = row
-    report["load_average_after"] = os.getloadavg()[0]
     return report
 
 
@@ -115,16 +135,120 @@ def print_attention(report: dict) -> None:
         f"\n## Memory attention at {NUM_MEMORIES} memories ({MEMORY_TOKENS} x "
         f"{NUM_MEMORIES * MEMORY_TOKENS}, width {SAM2_WIDTH}), s per call\n"
     )
-    print("| dtype | kernel | seconds | speed-up over math | max abs difference to math |")
-    print("|---|---|---:|---:|---:|")
-    labels = {"math": "math (official)", "flash": "CPU flash", "fast": "fast's choice"}
+    print(
+        "| dtype | kernel | seconds | speed-up over math | max abs difference to math | outputs differing |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    labels = {
+        "math": "math (official)",
+        "flash": "CPU flash",
+        "fused": "CPU flash on fp32 copies (fused)",
+        "math-chunks": "math in query chunks",
+    }
     for dtype in ("float32", "bfloat16"):
         row = report[dtype]
         for name, label in labels.items():
-            speedup = row.get(f"{name}_speedup", 1.0)
-            difference = row.get(f"{name}_max_abs_difference", 0.0)
-            print(f"| {dtype} | {label} | {row[f'{name}_seconds']:.2f} | {speedup:.1f}x | {difference:.1e} |")
-    print(f"\nload average after: {report['load_average_after']:.1f}")
+            label += " = fast's choice" if row["fast_runs"] == name else ""
+            print(
+                f"| {dtype} | {label} | {row[f'{name}_seconds']:.2f} | {row[f'{name}_speedup']:.1f}x | "
+                f"{row[f'{name}_max_abs_difference']:.1e} | "
+                f"{row[f'{name}_outputs_differing']} of {row['outputs']} |"
+            )
+        print(
+            f"\n{dtype}: load average before/after "
+            f"{row['load_average_before']:.1f}/{row['load_average_after']:.1f}"
+        )
+
+
+# --- drift of each kernel and of fast's other changes against reference ----------------------------
+
+
+DRIFT_RUNS: dict[str, tuple[str, attention.AttentionKernels | None, int | None]] = {
+    "fast-exact": ("fast-exact", None, None),
+    "fast (default)": ("fast", None, None),
+    "fast, math kernel": ("fast", "official", None),
+    "fast, CPU flash on fp32 copies": ("fast", "fused", None),
+    "fast, --llm-batch-size 2": ("fast", None, 2),
+}
+"""Each run compared with `reference`: (schedule, kernels forced instead of the schedule's, LLM batch)."""
+
+
+def drift_run(
+    model: torch.nn.Module,
+    source: SyntheticSource,
+    expressions: tuple[str, ...],
+    schedule: str,
+    kernels: attention.AttentionKernels | None,
+    llm_batch_size: int | None,
+) -> tuple[list, float]:
+    """Every result of one run with `mem_stride` 1 (7 memories from the 8th frame), kernels as asked, and
+    the seconds of its last frame (the steady state once 7 memories are read; with one expression: with
+    several, the fast schedules interleave them and the figure sums overlapping spans)."""
+    import glus_cli.pipeline as pipeline
+
+    options = SegmentationOptions(schedule=schedule, mem_stride=1, llm_batch_size=llm_batch_size)
+    chosen = pipeline.attention_for_schedule
+    if kernels is not None:
+        pipeline.attention_for_schedule = lambda schedule: kernels
+    last = source.num_frames - 1
+    results, started = [], {}
+    try:
+        for result in segment_video(model, source, expressions, options):
+            results.append(result)
+            if result.frame_index == last - 1:  # the frame before the last is done: the last one starts
+                started.setdefault(result.expression_index, time.perf_counter())
+            elif result.frame_index == last:
+                started[result.expression_index] = time.perf_counter() - started[result.expression_index]
+    finally:
+        pipeline.attention_for_schedule = chosen
+    return results, sum(started.values())
+
+
+def part_drift(
+    work_dir: Path, shapes: list[str], dtype: str, frames: int, size: tuple[int, int], expressions: int
+) -> dict:
+    """Per checkpoint shape, every `DRIFT_RUNS` run against `reference` in `dtype` (`fidelity`)."""
+    report: dict = {}
+    for shape in shapes:
+        model = load_glus(checkpoint_folder(shape, work_dir), device="cpu", dtype=dtype)
+        source = SyntheticSource(frames, size)
+        texts = EXPRESSIONS[:expressions]
+        load_before = os.getloadavg()[0]
+        reference, reference_seconds = drift_run(model, source, texts, "reference", None, None)
+        rows: dict = {"reference": {"last_frame_seconds": reference_seconds}}
+        for name, (schedule, kernels, batch) in DRIFT_RUNS.items():
+            results, last_seconds = drift_run(model, source, texts, schedule, kernels, batch)
+            agreement = fidelity.compare_results(results, reference)
+            rows[name] = {**asdict(agreement), "last_frame_seconds": last_seconds}
+            logger.info("drift %s %s %s: %s, last frame %.1f s", shape, dtype, name, agreement, last_seconds)
+        report[shape] = {"runs": rows, "load_average": [load_before, os.getloadavg()[0]]}
+        del model
+    return report
+
+
+def print_drift(report: dict, dtype: str, frames: int, size: tuple[int, int], expressions: int) -> None:
+    bound = fidelity.fidelity_bound(dtype)
+    print(
+        f"\n## Drift from `reference` in {dtype}: {frames} frames of {size[1]}x{size[0]}, {expressions} "
+        f"expression(s), mem_stride 1 (contract: same [SEG] decisions, IoU >= {bound.min_iou})\n"
+    )
+    print(
+        "| checkpoint | run | same [SEG] decisions | min IoU | mean IoU | identical masks | "
+        "within contract | s, last frame |"
+    )
+    print("|---|---|---|---:|---:|---|---|---:|")
+    for shape, entry in report.items():
+        for name, row in entry["runs"].items():
+            seconds = f"{row['last_frame_seconds']:.2f}"
+            if name == "reference":
+                print(f"| {shape} | reference | | | | | | {seconds} |")
+                continue
+            agreement = fidelity.Agreement(**{k: v for k, v in row.items() if k != "last_frame_seconds"})
+            print(
+                f"| {shape} | {name} | {row['same_decisions']} | {row['min_iou']:.5f} | "
+                f"{row['mean_iou']:.5f} | {row['identical']} | {bound.holds(agreement)} | {seconds} |"
+            )
+        print("\n{}: load average before/after {:.1f}/{:.1f}".format(shape, *entry["load_average"]))
 
 
 # --- steady state, end to end ----------------------------------------------------------------------
@@ -286,7 +410,9 @@ def print_llm7b(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=("attention", "steady", "llm7b"), default=["attention"])
+    parser.add_argument(
+        "--parts", nargs="+", choices=("attention", "drift", "steady", "llm7b"), default=["attention"]
+    )
     parser.add_argument("--repeats", type=int, default=1, help="timed repeats (best of), after one warm-up")
     parser.add_argument(
         "--steady-plans",
@@ -295,6 +421,10 @@ def main(argv: list[str] | None = None) -> None:
         "dtype:fastest)",
     )
     parser.add_argument("--size", default="240x320", help="frame size HxW of the steady-state run")
+    parser.add_argument("--drift-shapes", nargs="+", choices=("tiny", "glus"), default=["tiny", "glus"])
+    parser.add_argument("--drift-dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    parser.add_argument("--drift-frames", type=int, default=STEADY_FRAMES)
+    parser.add_argument("--drift-expressions", type=int, default=2)
     parser.add_argument("--llm-layers", type=int, default=32)
     parser.add_argument("--llm-dtype", default="bfloat16", choices=("bfloat16", "float32"))
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "glus-bench")
@@ -314,6 +444,10 @@ def main(argv: list[str] | None = None) -> None:
     if "attention" in args.parts:
         report["attention"] = part_attention(args.repeats)
         print_attention(report["attention"])
+    if "drift" in args.parts:
+        drift = (args.drift_dtype, args.drift_frames, (height, width), args.drift_expressions)
+        report["drift"] = part_drift(args.work_dir, args.drift_shapes, *drift)
+        print_drift(report["drift"], *drift)
     if "steady" in args.parts:
         plans = args.steady_plans or ["float32:official", f"{plan.dtype}:fastest"]
         report["steady"] = part_steady(args.work_dir, plans, (height, width))
