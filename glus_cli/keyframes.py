@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from glus_cli import __version__
-from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
+from glus_cli.batch import BatchHooks, BatchReport, VideoTask, expression_folder, run_batch
 from glus_cli.errors import InputError
 from glus_cli.evaluation import paired_masks
 from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
@@ -39,6 +39,7 @@ from glus_cli.json_files import read_json, read_json_object
 from glus_cli.kfs_labels import LABELS_DIR, LabelReport, write_labels
 from glus_cli.outputs import write_json_atomic
 from glus_cli.runner import Expression, is_complete
+from glus_cli.safe_names import checked_name
 
 if TYPE_CHECKING:
     from glus_cli.batch import KeyframeLookup
@@ -273,7 +274,7 @@ def run_keyframes(
     )
     failed = {failure.video for failure in report.failures}
     records = [
-        _record(masks / task.name / exp.exp_id, task.name, exp, scorer)
+        _record(expression_folder(masks, task.name, exp.exp_id), task.name, exp, scorer)
         for task in tasks
         if task.name not in failed
         for exp in task.expressions
@@ -336,14 +337,20 @@ def write_keyframe_files(
 def read_scores(path: Path) -> dict[str, str | int]:
     """A key-frame score file ``{"<video>_<exp_id>": frame name or number}``.
 
+    Each key joins a video name and an exp_id, so it must be one plain name as they are
+    (`glus_cli.safe_names`); a key that is not can match no expression and marks a broken or hostile file.
+
     Raises:
-        InputError: missing, not JSON, or not such a mapping.
+        InputError: missing, not JSON, not such a mapping, or a key or frame name that is not a plain name.
     """
     data = read_json(path, what="key-frame file ")
     if not isinstance(data, dict) or not all(
         isinstance(value, (str, int)) and not isinstance(value, bool) for value in data.values()
     ):
         raise InputError(f'key-frame file {path} must map "<video>_<exp_id>" to a frame name or number')
+    for key, value in data.items():
+        checked_name(key, source=path, entry="key")
+        checked_name(value, source=path, entry=f"key {key!r}: frame")
     return data
 
 
@@ -389,7 +396,7 @@ class _ConfidenceRecorder:
         for job in jobs:
             results = self._results.pop(job.exp_id, {})
             confidence = FrameConfidence.from_results(video.frame_names, results)
-            confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
+            confidence.write(expression_folder(self._masks, task.name, job.exp_id) / CONFIDENCE_NAME)
 
 
 def _has_confidence(folder: Path) -> bool:

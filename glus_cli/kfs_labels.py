@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from glus_cli.errors import OutputError
 from glus_cli.outputs import write_json_atomic
+from glus_cli.safe_names import child_path
 
 if TYPE_CHECKING:
     from glus_cli.keyframes import KeyframeRecord
@@ -51,7 +52,7 @@ class LabelReport:
 
 def label_path(root: Path, video: str, exp_id: str) -> Path:
     """The label file of (video, expression): ``<root>/<video>/<exp_id>.json``."""
-    return root / video / f"{exp_id}.json"
+    return child_path(root, video, f"{exp_id}.json", source="the key-frame records", entry="label file name")
 
 
 def frame_labels(

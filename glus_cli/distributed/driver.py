@@ -36,6 +36,9 @@ WAIT_S = 0.25
 PING_RETRY_S = 1.0
 """Pause before pinging again a worker that could not be reached (Ray is restarting it)."""
 
+_INFO_KEYS = ("host", "node", "device", "pid", "load_seconds")
+"""What the summary keeps of each worker's `GlusWorker.info`."""
+
 ProgressCallback = Callable[[int, int], None]
 """``(query steps done, query steps in all)`` over the pending videos."""
 
@@ -47,7 +50,7 @@ class RayRun:
     Attributes:
         report: the merged report, as a local `run_batch` over the same tasks would give it.
         model: the loaded model's provenance (`ModelInfo` as a dict), None if no worker was needed.
-        ray: the summary's ``ray`` block: workers (host, device, videos, busy seconds, restarts),
+        ray: the summary's ``ray`` block: workers (host, Ray node id, device, videos, busy seconds, restarts),
             resources per worker, attempts per video.
         seconds: wall-clock stages (``connect``, ``load_model`` until the first worker answered,
             ``segment``).
@@ -232,7 +235,7 @@ class _Loop:
             "workers": [
                 {
                     "worker": index,
-                    **{key: record.info.get(key) for key in ("host", "device", "pid", "load_seconds")},
+                    **{key: record.info.get(key) for key in _INFO_KEYS},
                     "videos": record.videos,
                     "busy_seconds": round(record.busy_seconds, 3),
                     "restarts": record.restarts,
