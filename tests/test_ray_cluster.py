@@ -107,9 +107,11 @@ def _parents() -> dict[int, int]:
     """Parent pid of every process."""
     parents = {}
     for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
         try:
             stat = (proc / "stat").read_text()
-        except (OSError, NotADirectoryError):
+        except OSError:  # the process is gone
             continue
         parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return parents
@@ -257,3 +259,17 @@ def test_killing_the_worker_node_loses_nothing(two_nodes: TwoNodes, data: Data, 
     assert sorted(block["attempts"].values()) == [1, 1, 1, 2]  # the killed node's video, redone
     survivor = next(worker for worker in block["workers"] if worker["restarts"] == 0)
     assert survivor["videos"] >= 3  # the head node's worker did the rest
+
+
+@pytest.mark.parametrize("address", ["local", "127.0.0.1:9"])
+def test_an_unreadable_token_file_is_one_line(data: Data, tmp_path: Path, address: str) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in AUTH_VARIABLES}
+    missing = tmp_path / "no-such-token"
+    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(missing), "PYTHONPATH": str(REPO)}
+    env["HOME"] = str(tmp_path)  # nothing may be written to the user's ~/.ray
+    done = glus(batch_args(data, tmp_path / "out", "--ray", address), env, timeout=120)
+    assert done.returncode == NetworkError.exit_code, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert f"RAY_AUTH_TOKEN_PATH={missing} cannot be read" in lines[0]
+    assert not (tmp_path / ".ray").exists()

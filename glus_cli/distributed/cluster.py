@@ -87,6 +87,7 @@ def connected(address: str, *, verbose: bool = False) -> Iterator[ModuleType]:
     logs = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
     if address == "local":
         use_local_token()
+        _check_token_file(address)
         ray.init(address=address, include_dashboard=False, **logs)
     else:
         _join(ray, address, logs)
@@ -146,13 +147,8 @@ def _join(ray: ModuleType, address: str, logs: dict[str, object]) -> None:
     if mode is None and (os.environ.get(TOKEN_ENV) or os.environ.get(TOKEN_PATH_ENV)):
         os.environ[AUTH_MODE_ENV] = "token"
         _refresh_ray_config()
-    token_path = os.environ.get(TOKEN_PATH_ENV)
-    unreadable = token_path and not os.access(token_path, os.R_OK)
-    if _token_mode(ray) and not os.environ.get(TOKEN_ENV) and unreadable:
-        raise NetworkError(
-            f"cannot join the Ray cluster at {address}: {TOKEN_PATH_ENV}={token_path} cannot be read; "
-            + _TOKEN_HINT
-        )
+    if _token_mode(ray):
+        _check_token_file(address)
     with _captured_stderr() as captured:
         try:
             ray.init(address=address, **logs)
@@ -165,6 +161,18 @@ def _join(ray: ModuleType, address: str, logs: dict[str, object]) -> None:
             raise NetworkError(f"cannot join the Ray cluster at {address}: {reason}; {_TOKEN_HINT}") from None
     if not _token_mode(ray):
         logger.warning(OPEN_CLUSTER_WARNING)
+
+
+def _check_token_file(address: str) -> None:
+    """Refuse a ``RAY_AUTH_TOKEN_PATH`` that cannot be read (when ``RAY_AUTH_TOKEN`` does not override it).
+
+    Raises:
+        NetworkError: it cannot be read (Ray would fail with a traceback).
+    """
+    token_path = os.environ.get(TOKEN_PATH_ENV)
+    if token_path and not os.environ.get(TOKEN_ENV) and not os.access(token_path, os.R_OK):
+        what = "start a local Ray cluster" if address == "local" else f"join the Ray cluster at {address}"
+        raise NetworkError(f"cannot {what}: {TOKEN_PATH_ENV}={token_path} cannot be read; {_TOKEN_HINT}")
 
 
 def _token_mode(ray: ModuleType) -> bool:
