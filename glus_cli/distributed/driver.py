@@ -180,7 +180,8 @@ class _Loop:
         actor = ray.remote(GlusWorker).options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=-1, max_task_retries=0
         )
-        self.board = ray.remote(ProgressBoard).options(num_cpus=0).remote()
+        # The board may land on a node that dies; Ray restarts it (its counts restart from the next report).
+        self.board = ray.remote(ProgressBoard).options(num_cpus=0, max_restarts=-1).remote()
         self.handles = [actor.remote(worker_spec, sentinel, fault) for _ in range(shape.count)]
         self.pings = {handle.info.remote(): worker for worker, handle in enumerate(self.handles)}
         self.runs: dict[Any, int] = {}
@@ -291,7 +292,10 @@ class _Loop:
         if self.on_progress is None:
             return
         if self.ray.wait([self.snapshot_ref], timeout=0)[0]:
-            self.snapshot = self.ray.get(self.snapshot_ref)
+            try:
+                self.snapshot = self.ray.get(self.snapshot_ref)
+            except self.ray.exceptions.RayActorError:  # the board's node died: keep the last figures
+                logger.debug("the progress board is restarting")
             self.snapshot_ref = self.board.snapshot.remote()
         finished = set(self.reports) | set(self.dispatch.gave_up)
         done = total = 0
