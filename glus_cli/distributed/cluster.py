@@ -147,7 +147,7 @@ def _join(ray: ModuleType, address: str, logs: dict[str, object]) -> None:
     if mode is None and (os.environ.get(TOKEN_ENV) or os.environ.get(TOKEN_PATH_ENV)):
         os.environ[AUTH_MODE_ENV] = "token"
         _refresh_ray_config()
-    if _token_mode(ray):
+    if _token_mode():
         _check_token_file(address)
     with _captured_stderr() as captured:
         try:
@@ -159,7 +159,7 @@ def _join(ray: ModuleType, address: str, logs: dict[str, object]) -> None:
                 raise
             reason = "it refused this client's token" if refused else "no cluster answered, or it refused us"
             raise NetworkError(f"cannot join the Ray cluster at {address}: {reason}; {_TOKEN_HINT}") from None
-    if not _token_mode(ray):
+    if not _token_mode():
         logger.warning(OPEN_CLUSTER_WARNING)
 
 
@@ -175,7 +175,7 @@ def _check_token_file(address: str) -> None:
         raise NetworkError(f"cannot {what}: {TOKEN_PATH_ENV}={token_path} cannot be read; {_TOKEN_HINT}")
 
 
-def _token_mode(ray: ModuleType) -> bool:
+def _token_mode() -> bool:
     """Whether Ray in this process sends a token (its auth mode is ``token``)."""
     from ray._raylet import AuthenticationMode, get_authentication_mode
 
