@@ -28,6 +28,7 @@ from glus_cli.errors import InputError, one_line
 from glus_cli.json_files import parse_json, read_text
 from glus_cli.resume import IsDone, is_complete, restart
 from glus_cli.runner import Expression, ExpressionOutcome, segment_to_outputs
+from glus_cli.safe_names import checked_name, child_path
 from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
 
 if TYPE_CHECKING:
@@ -167,8 +168,12 @@ def load_expressions(path: Path) -> dict[str, list[Expression]]:
     - JSON ``[{"video": ..., "exp_id": ..., "expression": ...}, ...]`` (``exp_id`` optional);
     - CSV with a header naming ``video``, ``expression`` and optionally ``exp_id``.
 
+    Video names and exp_ids become folders (``OUT/<video>/<exp_id>/``), so each must be one plain name
+    (`glus_cli.safe_names`); the whole file is checked before anything is written.
+
     Raises:
-        InputError: the file is missing, malformed, repeats a (video, exp_id), or lists no expression.
+        InputError: the file is missing, malformed, repeats a (video, exp_id), lists no expression, or
+            has a video name or exp_id that is not one plain folder name.
     """
     text = read_text(path, what="expressions file ")
     if path.suffix.lower() == ".csv":
@@ -185,8 +190,10 @@ def load_expressions(path: Path) -> dict[str, list[Expression]]:
     for video, exp_id, expression in entries:
         if not isinstance(expression, str) or not expression.strip():
             raise InputError(f"{path}: video {video!r} has an empty or non-text expression")
-        found = expressions.setdefault(str(video), [])
-        exp = Expression(str(len(found)) if exp_id is None else str(exp_id), expression)
+        name = checked_name(video, source=path, entry="video")
+        found = expressions.setdefault(name, [])
+        exp_name = str(len(found)) if exp_id is None else exp_id
+        exp = Expression(checked_name(exp_name, source=path, entry=f"video {name!r}: exp_id"), expression)
         if any(other.exp_id == exp.exp_id for other in found):
             raise InputError(f"{path}: video {video!r} lists exp_id {exp.exp_id!r} twice")
         found.append(exp)
@@ -231,6 +238,16 @@ def plan_tasks(videos: dict[str, Path], expressions: dict[str, list[Expression]]
         logger.info("%d video(s) have no expressions and are left out (first: %s)", len(unused), unused[0])
     names = sorted(expressions, key=natural_key)
     return [VideoTask(name, videos.get(name), tuple(expressions[name])) for name in names]
+
+
+def expression_folder(out: Path, video: str, exp_id: str) -> Path:
+    """``out/<video>/<exp_id>``, the folder of one expression's outputs (names checked again here, so a
+    task that did not come from `load_expressions`, such as one sent to a Ray worker, cannot escape `out`).
+
+    Raises:
+        InputError: `video` or `exp_id` is not one plain folder name.
+    """
+    return child_path(out, video, exp_id, source=f"the task of video {video!r}", entry="folder name")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -293,8 +310,7 @@ def run_batch(
     for task in tasks:
         pending = []
         for expression in task.expressions:
-            folder = out / task.name / expression.exp_id
-            if hooks.is_done(folder):
+            if hooks.is_done(expression_folder(out, task.name, expression.exp_id)):
                 report.skipped.append(f"{task.name}/{expression.exp_id}")
             else:
                 pending.append(expression)
@@ -342,7 +358,7 @@ def _run_video(
             else exp
             for exp in pending
         ]
-        folders = [out / task.name / job.exp_id for job in jobs]
+        folders = [expression_folder(out, task.name, job.exp_id) for job in jobs]
         for folder in folders:
             restart(folder)
         on_step = hooks.on_video(task, video, jobs) if hooks.on_video is not None else None

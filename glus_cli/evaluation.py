@@ -49,6 +49,7 @@ from glus_cli.errors import InputError, OutputError
 from glus_cli.files import atomic_write_bytes
 from glus_cli.ground_truth import ANNOTATIONS_DIR, ExpressionTask, Layout, load_ground_truth, read_mask
 from glus_cli.metrics import DEFAULT_BOUND_TH, boundary_f_measure, region_similarity
+from glus_cli.safe_names import child_path
 from glus_cli.video import natural_key
 
 logger = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ def _score_expression(
     task: ExpressionTask, *, pred_root: Path, bound_th: float
 ) -> tuple[ExpressionScore, str | None]:
     """Mean J and F of one expression over its frames, and a warning if prediction PNGs are missing."""
-    folder = pred_root / task.video / task.exp_id
+    folder = child_path(pred_root, task.video, task.exp_id, source="the ground truth", entry="expression")
     j_values = []
     f_values = []
     missing = []

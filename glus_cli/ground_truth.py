@@ -29,6 +29,7 @@ from pycocotools import mask as coco_mask
 
 from glus_cli.errors import InputError
 from glus_cli.json_files import read_json
+from glus_cli.safe_names import checked_name, child_path
 from glus_cli.video import natural_key
 
 META_FILE = "meta_expressions.json"
@@ -271,8 +272,12 @@ def load_ground_truth(
 def read_meta(path: Path) -> list[MetaExpression]:
     """All expressions of a ``meta_expressions.json``, in file order, checked for the keys we use.
 
+    Video names, exp_ids and frame names become paths (``Annotations/<video>/<frame>.png``,
+    ``PRED/<video>/<exp_id>/<frame>.png``), so each must be one plain name (`glus_cli.safe_names`).
+
     Raises:
-        InputError: the file is missing, not JSON, or lacks a video's frames or expressions.
+        InputError: the file is missing, not JSON, lacks a video's frames or expressions, or holds a
+            video name, exp_id or frame name that is not one plain name.
     """
     meta = read_json(path)
     videos = meta.get("videos") if isinstance(meta, dict) else None
@@ -286,7 +291,11 @@ def read_meta(path: Path) -> list[MetaExpression]:
             raise InputError(f'{path}: video {video} has no "frames" list of frame names')
         if not isinstance(exps, dict) or not all(isinstance(exp, dict) for exp in exps.values()):
             raise InputError(f'{path}: video {video} has no "expressions" object')
-        expressions.extend(MetaExpression(video, exp_id, tuple(frames), exp) for exp_id, exp in exps.items())
+        name = checked_name(video, source=path, entry="video")
+        names = tuple(checked_name(frame, source=path, entry=f"video {name!r}: frame") for frame in frames)
+        for exp_id, exp in exps.items():
+            exp_name = checked_name(exp_id, source=path, entry=f"video {name!r}: exp_id")
+            expressions.append(MetaExpression(name, exp_name, names, exp))
     return expressions
 
 
@@ -352,9 +361,11 @@ def _palette_tasks(
     if not annotations.is_dir():
         raise InputError(f"ground-truth folder {annotations} does not exist")
     tasks = []
+    where = {"source": meta or "the meta file", "entry": "video"}
     for expression in expressions:
         obj_ids = _ids(expression, "obj_id", meta)
-        tasks.append(_task(expression, PaletteTruth(annotations / expression.video, obj_ids)))
+        folder = child_path(annotations, expression.video, **where)
+        tasks.append(_task(expression, PaletteTruth(folder, obj_ids)))
     return tasks
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from glus_cli.errors import InputError
 from glus_cli.files import write_json_atomic
 from glus_cli.json_files import read_json
+from glus_cli.safe_names import checked_name
 
 if TYPE_CHECKING:
     from glus_cli.batch import KeyframeLookup
@@ -112,14 +113,20 @@ def write_keyframe_files(
 def read_scores(path: Path) -> dict[str, str | int]:
     """A key-frame score file ``{"<video>_<exp_id>": frame name or number}``.
 
+    Each key joins a video name and an exp_id, so it must be one plain name as they are
+    (`glus_cli.safe_names`); a key that is not can match no expression and marks a broken or hostile file.
+
     Raises:
-        InputError: missing, not JSON, or not such a mapping.
+        InputError: missing, not JSON, not such a mapping, or a key or frame name that is not a plain name.
     """
     data = read_json(path, what="key-frame file ")
     if not isinstance(data, dict) or not all(
         isinstance(value, (str, int)) and not isinstance(value, bool) for value in data.values()
     ):
         raise InputError(f'key-frame file {path} must map "<video>_<exp_id>" to a frame name or number')
+    for key, value in data.items():
+        checked_name(key, source=path, entry="key")
+        checked_name(value, source=path, entry=f"key {key!r}: frame")
     return data
 
 

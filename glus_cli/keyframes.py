@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from glus_cli import __version__
-from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
+from glus_cli.batch import BatchHooks, BatchReport, VideoTask, expression_folder, run_batch
 from glus_cli.errors import InputError
 from glus_cli.evaluation import paired_masks
 from glus_cli.files import write_json_atomic
@@ -221,7 +221,9 @@ def run_keyframes(
     recorder = _ConfidenceRecorder(masks)
     if model is None:
         if any(
-            not has_confidence(masks / task.name / exp.exp_id) for task in tasks for exp in task.expressions
+            not has_confidence(expression_folder(masks, task.name, exp.exp_id))
+            for task in tasks
+            for exp in task.expressions
         ):
             raise ValueError("run_keyframes needs a model: some expressions are not complete")
         report = BatchReport.all_skipped(tasks)
@@ -238,7 +240,7 @@ def run_keyframes(
         )
     failed = {failure.video for failure in report.failures}
     records = [
-        _record(masks / task.name / exp.exp_id, task.name, exp, scorer)
+        _record(expression_folder(masks, task.name, exp.exp_id), task.name, exp, scorer)
         for task in tasks
         if task.name not in failed
         for exp in task.expressions
@@ -277,7 +279,7 @@ class _ConfidenceRecorder:
         for job in jobs:
             results = self._results.pop(job.exp_id, {})
             confidence = FrameConfidence.from_results(video.frame_names, results)
-            confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
+            confidence.write(expression_folder(self._masks, task.name, job.exp_id) / CONFIDENCE_NAME)
 
 
 def has_confidence(folder: Path) -> bool:

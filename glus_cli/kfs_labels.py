@@ -25,6 +25,7 @@ from typing import Protocol
 
 from glus_cli.errors import OutputError
 from glus_cli.files import write_json_atomic
+from glus_cli.safe_names import child_path
 
 LABELS_DIR = "kfs_labels"
 """Where `glus keyframes --ground-truth` writes the labels: ``OUT/kfs_labels/<video>/<exp_id>.json``."""
@@ -73,7 +74,7 @@ class LabelReport:
 
 def label_path(root: Path, video: str, exp_id: str) -> Path:
     """The label file of (video, expression): ``<root>/<video>/<exp_id>.json``."""
-    return root / video / f"{exp_id}.json"
+    return child_path(root, video, f"{exp_id}.json", source="the key-frame records", entry="label file name")
 
 
 def frame_labels(

@@ -43,7 +43,7 @@ def checked_name(name: object, *, source: str | Path, entry: str) -> str:
         InputError: the name is empty, only dots, or holds a path separator, a NUL or a drive letter.
     """
     text = str(name)
-    problem = name_problem(text)
+    problem = "is missing" if name is None else name_problem(text)
     if problem is not None:
         raise InputError(f"{source}: {entry} {text!r} {problem}; it cannot name a folder or file")
     return text

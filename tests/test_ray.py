@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from glus_dataset import copy_tree, tree_bytes
 
 from glus_cli.cli.app import main
 from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
+from glus_cli.distributed.cluster import OPEN_CLUSTER_WARNING
 from glus_cli.distributed.worker import FAULT_ENV
 from glus_cli.errors import CheckpointError
 from glus_cli.resume import RECORD_NAME
@@ -228,9 +230,28 @@ def test_a_worker_that_cannot_load_the_model_stops_the_run_with_its_error(
     assert output.strip().startswith("error: ") and len(output.strip().splitlines()) == 1
 
 
+def test_joining_an_open_cluster_warns_in_one_line(cluster: None) -> None:
+    # The module's cluster runs without authentication; a client without a token joins it by address.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_AUTH")}
+    script = "from glus_cli.distributed.cluster import connected\nwith connected(%r):\n    pass"
+    address = ray.get_runtime_context().gcs_address
+    env |= {"PYTHONPATH": str(REPO), "HOME": tempfile.mkdtemp(prefix="glr")}
+    done = subprocess.run(
+        [sys.executable, "-c", script % address], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if OPEN_CLUSTER_WARNING in line] == [
+        OPEN_CLUSTER_WARNING
+    ], done.stderr
+    shutil.rmtree(env["HOME"], ignore_errors=True)
+
+
 def test_ctrl_c_shuts_a_local_cluster_down(data: RayDataset, tmp_path: Path) -> None:
     ray_tmp = Path(tempfile.mkdtemp(prefix="glr", dir="/tmp"))  # short: Ray's socket paths must fit
+    # RAY_AUTH_MODE=disabled is overridden: --ray local always uses a token, made in HOME with mode 600.
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = {key: value for key, value in env.items() if key not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    env["HOME"] = str(ray_tmp)
     command = [sys.executable, "-c", "from glus_cli.cli.app import main; main()"]
     driver = subprocess.Popen(
         [*command, "-v", *data.args(tmp_path / "out", "--ray", "local", "--workers", "1")],
@@ -240,10 +261,14 @@ def test_ctrl_c_shuts_a_local_cluster_down(data: RayDataset, tmp_path: Path) -> 
     )
     try:
         assert driver.stderr is not None
+        seen = []
         for line in driver.stderr:  # wait until the cluster runs and the worker is being created
+            seen.append(line)
             if "Ray: 1 workers" in line:
                 break
+        assert any("RAY_AUTH_MODE=disabled ignored" in line for line in seen), seen
         assert _ray_processes(ray_tmp), "the local cluster is running"
+        assert stat.S_IMODE((ray_tmp / ".ray" / "auth_token").stat().st_mode) == 0o600
         driver.send_signal(signal.SIGTERM)
         assert driver.wait(timeout=60) == 130
     finally:

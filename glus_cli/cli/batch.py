@@ -137,10 +137,10 @@ def batch(
         "keyframes": None if keyframes is None else str(keyframes.absolute()),
     }
     summary_name = SUMMARY_NAME if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
-    with resumable_run(output_dir, record, adopt_unrecorded=True) as out:  # 3. the output folder
-        # 4. the expressions, every video resolved, and the key-frame file
-        tasks = select_shard(plan_tasks(videos, load_expressions(expressions)), shard_index, shard_count)
-        lookup = keyframe_lookup(keyframes)
+    # 3. the expressions, every video resolved, and the key-frame file (read before anything is written)
+    tasks = select_shard(plan_tasks(videos, load_expressions(expressions)), shard_index, shard_count)
+    lookup = keyframe_lookup(keyframes)
+    with resumable_run(output_dir, record, adopt_unrecorded=True) as out:  # 4. the output folder
         model_info: dict[str, Any] | None = None
         results: dict[str, Any] = {}
         complete = pending_count(tasks, out) == 0  # 5. the resume rule

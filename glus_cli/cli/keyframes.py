@@ -98,12 +98,12 @@ def keyframes(
     # The masks depend on these; the ground truth only ranks them (a rerun may rerank with other truth).
     record = {"command": "keyframes", "model": asdict(model), "protocol": asdict(protocol)}
     truth = None if ground_truth is None else str(ground_truth)
-    with resumable_run(output_dir, record, adopt_unrecorded=True) as out:  # 3. the output folder
-        tasks = plan_tasks(videos, load_expressions(expressions))  # 4. the expressions and ground truth
-        scorer = None
-        if ground_truth is not None:
-            scorer = ground_truth_scores(ground_truth, layout=layout, meta_path=meta)
-            scorer.require(tasks)
+    tasks = plan_tasks(videos, load_expressions(expressions))  # 3. the expressions and ground truth
+    scorer = None
+    if ground_truth is not None:
+        scorer = ground_truth_scores(ground_truth, layout=layout, meta_path=meta)
+        scorer.require(tasks)
+    with resumable_run(output_dir, record, adopt_unrecorded=True) as out:  # 4. the output folder
         if pending_count(tasks, out / MASKS_DIR, has_confidence) == 0 and ranked_by(out) == truth:  # 5.
             say_already_complete(out, sum(len(task.expressions) for task in tasks))
             return

@@ -6,9 +6,10 @@ Before anything heavy, every command checks, in this order, and stops at the fir
 1. the options: ranges and choices (Typer), formats, and the device (locally: on Ray each worker checks
    its own device before its first video, so the driver never imports torch);
 2. the input: it exists, and for `segment` decodes one frame (its size feeds the memory check);
-3. the output folder: new, or the same run's, recorded in its ``run.json`` (`glus_cli.run_record`): a
+3. the expressions, the key-frame file and the ground truth: every video of a batch resolved against
+   the input, every name read from them checked (`glus_cli.safe_names`) before anything is written;
+4. the output folder: new, or the same run's, recorded in its ``run.json`` (`glus_cli.run_record`): a
    rerun with other options is refused, naming the first difference;
-4. the expressions and the key-frame file: every video of a batch resolved against the input;
 5. the resume rule (`glus_cli.resume`): a run whose expression folders are all complete is
    "already complete", exits 0 and loads no model;
 6. the model: the checkpoint and its CLIP tower from the cache or the Hub (only their configs and
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from glus_cli.batch import BatchReport, VideoFailure, VideoTask
+from glus_cli.batch import BatchReport, VideoFailure, VideoTask, expression_folder
 from glus_cli.cli.console import console
 from glus_cli.errors import InputError
 from glus_cli.model_spec import ModelSpec, ResolvedModel
@@ -110,7 +111,11 @@ def with_refused(
 
 def pending_count(tasks: Sequence[VideoTask], root: Path, is_done: IsDone = is_complete) -> int:
     """Expressions of `tasks` whose folder ``root/<video>/<exp_id>`` is not complete (step 5)."""
-    return sum(not is_done(root / task.name / exp.exp_id) for task in tasks for exp in task.expressions)
+    return sum(
+        not is_done(expression_folder(root, task.name, exp.exp_id))
+        for task in tasks
+        for exp in task.expressions
+    )
 
 
 def say_already_complete(out: Path, expressions: int) -> None:

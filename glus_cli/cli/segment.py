@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -117,11 +118,12 @@ def segment(
 
     with (
         open_video(source, stride=stride, max_frames=max_frames) as video,  # 2. the input
-        resumable_run(output_dir, record) as out,  # 3. the output folder
+        # 3. the key-frame file, read before anything is written
+        nullcontext(read_scores(keyframes) if keyframes is not None else None) as scores,
+        resumable_run(output_dir, record) as out,  # 4. the output folder
     ):
         if keyframe is not None and keyframe >= video.num_frames:
             raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
-        scores = read_scores(keyframes) if keyframes is not None else None  # 4. the key-frame file
         jobs = [
             Expression(
                 str(i),

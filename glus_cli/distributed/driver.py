@@ -35,6 +35,9 @@ WAIT_S = 0.25
 PING_RETRY_S = 1.0
 """Pause before pinging again a worker that could not be reached (Ray is restarting it)."""
 
+_INFO_KEYS = ("host", "node", "device", "pid", "load_seconds")
+"""What the summary keeps of each worker's `GlusWorker.info`."""
+
 ProgressCallback = Callable[[int, int], None]
 """``(query steps done, query steps in all)`` over the pending videos."""
 
@@ -46,7 +49,7 @@ class RayRun:
     Attributes:
         report: the merged report, as a local `run_batch` over the same tasks would give it.
         model: the loaded model's provenance (`ModelInfo` as a dict), None if no worker was needed.
-        ray: the summary's ``ray`` block: workers (host, device, videos, busy seconds, restarts),
+        ray: the summary's ``ray`` block: workers (host, Ray node id, device, videos, busy seconds, restarts),
             resources per worker, attempts per video.
         seconds: wall-clock stages (``connect``, ``load_model`` until the first worker answered,
             ``segment``).
@@ -176,7 +179,8 @@ class _Loop:
         actor = ray.remote(GlusWorker).options(
             num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=-1, max_task_retries=0
         )
-        self.board = ray.remote(ProgressBoard).options(num_cpus=0).remote()
+        # The board may land on a node that dies; Ray restarts it (its counts restart from the next report).
+        self.board = ray.remote(ProgressBoard).options(num_cpus=0, max_restarts=-1).remote()
         self.handles = [actor.remote(worker_spec, sentinel, fault) for _ in range(shape.count)]
         self.pings = {handle.info.remote(): worker for worker, handle in enumerate(self.handles)}
         self.runs: dict[Any, int] = {}
@@ -231,7 +235,7 @@ class _Loop:
             "workers": [
                 {
                     "worker": index,
-                    **{key: record.info.get(key) for key in ("host", "device", "pid", "load_seconds")},
+                    **{key: record.info.get(key) for key in _INFO_KEYS},
                     "videos": record.videos,
                     "busy_seconds": round(record.busy_seconds, 3),
                     "restarts": record.restarts,
@@ -287,7 +291,10 @@ class _Loop:
         if self.on_progress is None:
             return
         if self.ray.wait([self.snapshot_ref], timeout=0)[0]:
-            self.snapshot = self.ray.get(self.snapshot_ref)
+            try:
+                self.snapshot = self.ray.get(self.snapshot_ref)
+            except self.ray.exceptions.RayActorError:  # the board's node died: keep the last figures
+                logger.debug("the progress board is restarting")
             self.snapshot_ref = self.board.snapshot.remote()
         finished = set(self.reports) | set(self.dispatch.gave_up)
         done = total = 0

@@ -14,14 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from glus_cli.batch import VideoTask
+from glus_cli.batch import VideoTask, expression_folder
 from glus_cli.resume import IsDone, is_complete
 from glus_cli.video import estimate_num_frames, natural_key
 
 
 def pending_expressions(task: VideoTask, out: Path, is_done: IsDone = is_complete) -> list[str]:
     """exp_ids of `task` whose folder under `out` is not finished."""
-    return [exp.exp_id for exp in task.expressions if not is_done(out / task.name / exp.exp_id)]
+    return [
+        exp.exp_id for exp in task.expressions if not is_done(expression_folder(out, task.name, exp.exp_id))
+    ]
 
 
 @dataclass(frozen=True)

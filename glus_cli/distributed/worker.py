@@ -149,7 +149,7 @@ class GlusWorker:
         self._load_seconds = round(time.perf_counter() - started, 3)
 
     def info(self) -> dict[str, Any]:
-        """Where this worker runs and what it loaded (the driver's ping).
+        """Where this worker runs (host and Ray node id) and what it loaded (the driver's ping).
 
         Raises:
             Exception: whatever stopped the constructor (a `GlusError` for the user's mistakes).
@@ -163,8 +163,11 @@ class GlusWorker:
             device_name = torch.cuda.get_device_name(device)
         else:
             device_name = device.type
+        import ray
+
         return {
             "host": socket.gethostname(),
+            "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "device": device_name,
             "load_seconds": self._load_seconds,
