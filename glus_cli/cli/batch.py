@@ -12,6 +12,7 @@ from rich.table import Table
 from glus_cli.batch import (
     find_videos,
     load_expressions,
+    missing_videos,
     parse_shard,
     plan_tasks,
     select_shard,
@@ -25,6 +26,7 @@ from glus_cli.cli.options import (
     ProtocolArgs,
     QuietOption,
     ResumableOutputDirOption,
+    SkipMissingOption,
     default_formats,
     option_groups,
 )
@@ -85,6 +87,7 @@ def batch(
             rich_help_panel="Distributed",
         ),
     ] = None,
+    skip_missing: SkipMissingOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
@@ -108,8 +111,8 @@ def batch(
     options = protocol.segmentation_options()
     stride, max_frames = protocol.stride, protocol.max_frames
     lookup = keyframe_lookup(keyframes)
-    tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
-    tasks = select_shard(tasks, shard_index, shard_count)
+    videos, listed = find_videos(input_dir), load_expressions(expressions)
+    tasks = select_shard(plan_tasks(videos, listed, skip_missing=skip_missing), shard_index, shard_count)
     if ray_address is None:  # on Ray, each worker checks as it loads: the driver never imports torch
         model.check([exp.text for task in tasks for exp in task.expressions], options)
     out = prepare_output_dir(output_dir, resume=True)
@@ -145,7 +148,7 @@ def batch(
             "expressions_file": str(expressions),
             "shard": f"{shard_index}/{shard_count}",
         },
-        results={**report.as_dict(), **results},
+        results={**report.as_dict(), "missing_videos": missing_videos(videos, listed), **results},
         model=model_info,
         options=options,
         settings=RunSettings(

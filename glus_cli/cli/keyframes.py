@@ -17,6 +17,7 @@ from glus_cli.cli.options import (
     ProtocolArgs,
     QuietOption,
     ResumableOutputDirOption,
+    SkipMissingOption,
     option_groups,
 )
 from glus_cli.cli.runs import load_with_progress, progress_bar, report_failures, video_progress
@@ -45,6 +46,7 @@ def keyframes(
     model: ModelArgs,
     output_dir: ResumableOutputDirOption = None,
     protocol: ProtocolArgs,
+    skip_missing: SkipMissingOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run GLUS on every (video, expression), score each frame, and export the key frame of each.
@@ -60,7 +62,7 @@ def keyframes(
       glus keyframes mevis/train/JPEGImages -e mevis/train/meta_expressions.json --ground-truth mevis/train
     """
     options = protocol.segmentation_options()
-    tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions))
+    tasks = plan_tasks(find_videos(input_dir), load_expressions(expressions), skip_missing=skip_missing)
     scorer = None
     if ground_truth is not None:
         scorer = ground_truth_scores(ground_truth, layout=layout, meta_path=meta)

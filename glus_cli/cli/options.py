@@ -154,7 +154,15 @@ ExpressionsOption = Annotated[
         "--expressions",
         "-e",
         help="meta_expressions.json (MeViS, Ref-YouTube-VOS), JSON {video: {exp_id: text}} or "
-        "{video: \\[text]}, or CSV with columns video, exp_id (optional), expression.",
+        "{video: \\[text]}, or CSV with columns video, exp_id (optional), expression. A video is named "
+        "with or without its extension.",
+    ),
+]
+SkipMissingOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-missing",
+        help="Leave out the videos the expressions file names but INPUT_DIR lacks (default: refuse them).",
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]
