@@ -14,6 +14,7 @@ import typer
 
 from glus_cli import __version__
 from glus_cli.cli.batch import batch
+from glus_cli.cli.check import check
 from glus_cli.cli.console import configure_logging, error_console
 from glus_cli.cli.evaluate import evaluate_command
 from glus_cli.cli.keyframes import keyframes
@@ -42,6 +43,7 @@ app.command()(keyframes)
 app.command("eval")(evaluate_command)
 app.command()(download)
 app.command()(models)
+app.command()(check)
 for _command in app.registered_commands:  # --verbose and --debug after the subcommand too
     _command.callback = with_log_options(_command.callback)
 

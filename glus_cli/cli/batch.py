@@ -43,6 +43,7 @@ from glus_cli.cli.runs import (
 from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_lookup
 from glus_cli.outputs import prepare_output_dir, validate_formats, write_json_atomic
+from glus_cli.plural import plural
 
 
 @option_groups
@@ -161,7 +162,7 @@ def batch(
     )
     write_json_atomic(out / summary_name, summary)
     if not quiet:
-        table = Table(title=f"glus batch: {len(tasks)} videos")
+        table = Table(title=f"glus batch: {plural(len(tasks), 'video')}")
         for column in ("expressions", "done now", "already complete", "failed videos"):
             table.add_column(column)
         table.add_row(

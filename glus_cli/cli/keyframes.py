@@ -24,6 +24,7 @@ from glus_cli.cli.runs import load_with_progress, progress_bar, report_failures,
 from glus_cli.ground_truth import Layout
 from glus_cli.keyframes import ground_truth_scores, run_keyframes
 from glus_cli.outputs import prepare_output_dir
+from glus_cli.plural import plural
 
 
 @option_groups
@@ -91,7 +92,8 @@ def keyframes(
             "[yellow]no ground truth:[/] key frames ranked by the model's own confidence, "
             "not the paper's IoU pseudo-labels"
         )
-    console.print(f"[green]wrote[/] {run.score_path} and {run.details_path} ({len(run.records)} expressions)")
+    done = plural(len(run.records), "expression")
+    console.print(f"[green]wrote[/] {run.score_path} and {run.details_path} ({done})")
     if run.labels is not None:
         labels = run.labels
         console.print(

@@ -125,6 +125,14 @@ MaxFramesOption = Annotated[
     int | None,
     typer.Option(min=1, help="Use at most this many frames (after --stride).", rich_help_panel=_PROTOCOL),
 ]
+FpsOption = Annotated[
+    float,
+    typer.Option(
+        min=0.001,
+        help="Frame rate of a folder of frames or a glob, which carry none (video files keep their own).",
+        rich_help_panel=_OUTPUT,
+    ),
+]
 FormatOption = Annotated[
     list[str] | None,
     typer.Option(

@@ -39,6 +39,7 @@ from rich.progress import (
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.cli.console import error_console
+from glus_cli.plural import plural
 from glus_cli.protocol import num_query_steps
 
 if TYPE_CHECKING:
@@ -139,8 +140,11 @@ class PlainProgress:
 
     def _print(self, task: _PlainTask, now: float) -> None:
         task.printed = now
-        total = "?" if task.total is None else f"{task.total:g}"
-        line = f"{task.description}: {task.completed:g}/{total}" + (f" {task.unit}" if task.unit else "")
+        unit = f" {task.unit}" if task.unit else ""
+        if task.total is None:  # a count of unknown total means nothing until something is done
+            line = task.description + (f": {task.completed:g}{unit}" if task.completed else "")
+        else:
+            line = f"{task.description}: {task.completed:g}/{task.total:g}{unit}"
         elapsed = now - task.started
         if task.unit == "frames" and task.completed and elapsed > 0:
             rate = task.completed / elapsed
@@ -212,7 +216,8 @@ def video_progress(
 
     def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
         total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
-        bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total, unit="frames")
+        label = f"{task.name} ({plural(len(jobs), 'expression')})"
+        bar = progress.add_task(label, total=total, unit="frames")
         return lambda _job: progress.advance(bar)
 
     return on_video

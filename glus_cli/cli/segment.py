@@ -14,6 +14,7 @@ from rich.table import Table
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     FormatOption,
+    FpsOption,
     ModelArgs,
     ProtocolArgs,
     QuietOption,
@@ -33,10 +34,11 @@ from glus_cli.errors import InputError
 from glus_cli.keyframes import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import validate_formats, write_json_atomic
+from glus_cli.plural import plural
 from glus_cli.protocol import num_query_steps
 from glus_cli.run_record import read_outcome, restart_incomplete, resumable_run
 from glus_cli.runner import Expression, segment_to_outputs
-from glus_cli.video import open_video
+from glus_cli.video import DEFAULT_FPS, open_video
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ def segment(
             rich_help_panel="GLUS protocol",
         ),
     ] = None,
+    fps: FpsOption = DEFAULT_FPS,
     quiet: QuietOption = False,
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
@@ -110,14 +113,16 @@ def segment(
         "formats": formats_used,
         "keyframe": keyframe,
         "keyframes": None if keyframes is None else str(keyframes.absolute()),
+        "fps": fps,
     }
 
     with (
         resumable_run(output_dir, record) as out,
-        open_video(source, stride=stride, max_frames=max_frames) as video,
+        open_video(source, stride=stride, max_frames=max_frames, folder_fps=fps) as video,
     ):
         if keyframe is not None and keyframe >= video.num_frames:
-            raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
+            frames = plural(video.num_frames, "frame")
+            raise InputError(f"--keyframe {keyframe} is outside the video's {frames}")
         jobs = [
             Expression(
                 str(i),
@@ -181,7 +186,7 @@ def segment(
         write_json_atomic(out / SUMMARY_NAME, summary)
 
     if not quiet:
-        table = Table(title=f"glus segment: {video.name} ({video.num_frames} frames)")
+        table = Table(title=f"glus segment: {video.name} ({plural(video.num_frames, 'frame')})")
         for column in ("expression", "folder", "frames w/o [SEG]", "mean pred. IoU", "seconds"):
             table.add_column(column)
         for outcome in outcomes:
