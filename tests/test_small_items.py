@@ -3,6 +3,7 @@ plurals, and no `0/?` in plain progress lines."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,9 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from cli_helpers import run_glus
+from rich.console import Console
+from rich.progress import Progress, TextColumn
 
 import glus_cli.runner as runner_module
-from glus_cli.cli.runs import PlainProgress
+from glus_cli.cli.runs import CountColumn, PlainProgress
 from glus_cli.errors import ResourceError
 from glus_cli.model.glus import resolve_device
 from glus_cli.plural import plural
@@ -103,3 +106,13 @@ def test_device_is_reported_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ResourceError, match=r"--device cuda:1 .* shows 1 CUDA GPU \(cuda:0 to cuda:0"):
         resolve_device("cuda:1")
+
+
+def test_terminal_progress_shows_no_count_without_a_total() -> None:
+    console = Console(file=io.StringIO(), width=100)
+    progress = Progress(TextColumn("{task.description}"), CountColumn(), console=console)
+    task = progress.add_task("loading", total=None, unit="steps")
+    assert progress.tasks[task].total is None
+    assert str(CountColumn().render(progress.tasks[task])) == ""
+    progress.update(task, total=5, completed=2)
+    assert str(CountColumn().render(progress.tasks[task])) == "2/5 steps"

@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
@@ -71,7 +73,7 @@ def progress_bar(quiet: bool) -> Progress | PlainProgress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
@@ -79,6 +81,18 @@ def progress_bar(quiet: bool) -> Progress | PlainProgress:
         disable=quiet,
         transient=False,
     )
+
+
+class CountColumn(ProgressColumn):
+    """``40/120 frames``; nothing while the total is unknown (no ``0/?``)."""
+
+    def render(self, task: Task) -> Text:
+        """The task's count and unit."""
+        if task.total is None:
+            return Text("")
+        unit = task.fields.get("unit", "")
+        count = f"{task.completed:g}/{task.total:g}" + (f" {unit}" if unit else "")
+        return Text(count, style="progress.download")
 
 
 @dataclass
