@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,13 @@ def _line(output: str, start: str) -> str:
     return line
 
 
+def _fits(output: str, flags: str) -> str:
+    """The "fits" column of the CPU plan `flags` (``yes`` or ``no``)."""
+    pattern = re.compile(rf"^\s*{re.escape(flags)}(  \(auto\))?\s+[\d.]+ GB\s+(yes|no)\s*$")
+    (found,) = [match for line in output.splitlines() if (match := pattern.match(line))]
+    return found.group(2)
+
+
 def test_check_offline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hardware, "available_memory", lambda device: (12 * 10**9, "available RAM"))
     code, output = run_glus(["check"], capsys)
@@ -28,8 +36,9 @@ def test_check_offline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert "H.264 present (libx264)" in _line(output, "PyAV")
     assert "12.0 GB available RAM" in _line(output, "cpu:")
     # 12 GB: bf16 (about 17 GB) does not fit, the 8-bit and 4-bit plans do.
-    assert _line(output, "--dtype bfloat16 ").split()[-1] == "no"
-    assert _line(output, "--dtype bfloat16 --quantize 8bit").split()[-1] == "yes"
+    assert _fits(output, "--dtype float32") == "no"
+    assert _fits(output, "--dtype bfloat16") == "no"
+    assert _fits(output, "--dtype bfloat16 --quantize 8bit") == "yes"
     assert "(auto)" in output
     assert f"cache {Path('weights').absolute()}" in output
     assert "Swindl/GLUS-A (checkpoint): not cached" in output
