@@ -59,3 +59,14 @@ def test_a_failing_smoke_test_is_one_error_line(capsys: pytest.CaptureFixture[st
     code, output = run_glus(["check", "--smoke", "--device", "tpu"], capsys)
     assert code == SmokeTestError.exit_code, output
     assert "error: glus segment exited with 2: " in output and "unknown device 'tpu'" in output, output
+
+
+def test_hub_reachability_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    from glus_cli.environment import hub_reachability
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    answer = hub_reachability(timeout=2)
+    assert answer.startswith("unreachable (http://127.0.0.1:9, Swindl/GLUS-A): "), answer
