@@ -82,13 +82,14 @@ def dataset(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.usefixtures("cli_environment")
-def test_batch_refuses_an_unknown_name_before_the_model(
-    dataset: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["batch", "keyframes"])
+def test_an_unknown_name_is_refused_before_the_model(
+    dataset: tuple[Path, Path], capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     root, csv = dataset
     # The model is not even looked up: a Hub id with no cache and no network would fail with exit 4.
     code, output = run_glus(
-        ["batch", str(root), "-e", str(csv), "-o", "out", "--model", "no/such-model"], capsys
+        [command, str(root), "-e", str(csv), "-o", "out", "--model", "no/such-model"], capsys
     )
     assert code == InputError.exit_code, output
     assert "'dog_wlak' (did you mean 'dog_walk'?)" in output, output
