@@ -9,6 +9,9 @@ expressions file. Its output is the MeViS / Ref-YouTube-VOS submission layout
 - Resume: the rule of `glus_cli.resume`: an expression's folder is complete when its ``expression.json``
   exists (written last by the runner). A rerun skips complete folders and empties incomplete ones before
   redoing them, so nothing of an interrupted attempt survives in a redone folder.
+- Names: the expressions file may name a video with or without its extension (`dog_walk.mp4` for the
+  file ``dog_walk.mp4`` or the folder ``dog_walk``); every name is resolved before the model loads, and an
+  unknown one is refused with the closest name the input holds (or left out with ``skip_missing``).
 - Isolation: an error in one video is recorded in the run's `BatchReport` and the next video starts.
 - Sharding: shard ``i/n`` takes every n-th video of the name-sorted list, starting at the i-th, so the
   shards of one run are disjoint and together cover every video.
@@ -17,6 +20,7 @@ expressions file. Its output is the MeViS / Ref-YouTube-VOS submission layout
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from glus_cli.errors import InputError, one_line
 from glus_cli.json_files import parse_json, read_text
+from glus_cli.plural import plural
 from glus_cli.resume import IsDone, is_complete, restart
 from glus_cli.runner import Expression, ExpressionOutcome, segment_to_outputs
 from glus_cli.safe_names import checked_name, child_path
@@ -50,8 +55,8 @@ class VideoTask:
 
     Attributes:
         name: the video's name (folder name or file stem), naming its output folder.
-        source: its frame folder or video file (None: the expressions file names a video the input
-            folder lacks; the task fails with that reason).
+        source: its frame folder or video file (None: a video the input lacks, in tasks made without
+            `plan_tasks`, which refuses such names or leaves them out; the task fails with that reason).
         expressions: the expressions, in file order.
     """
 
@@ -166,7 +171,9 @@ def load_expressions(path: Path) -> dict[str, list[Expression]]:
       ``{"videos": {video: {"expressions": {exp_id: {"exp": text, ...}}, "frames": [...]}}}``;
     - JSON ``{video: {exp_id: text}}`` or ``{video: [text, ...]}`` (exp_ids ``0, 1, ...``);
     - JSON ``[{"video": ..., "exp_id": ..., "expression": ...}, ...]`` (``exp_id`` optional);
-    - CSV with a header naming ``video``, ``expression`` and optionally ``exp_id``.
+    - CSV with a header naming ``video``, ``expression`` and optionally ``exp_id`` (in any case).
+
+    Video names are kept as written; `plan_tasks` resolves them against the input.
 
     Video names and exp_ids become folders (``OUT/<video>/<exp_id>/``), so each must be one plain name
     (`glus_cli.safe_names`); the whole file is checked before anything is written.
@@ -177,8 +184,11 @@ def load_expressions(path: Path) -> dict[str, list[Expression]]:
     """
     text = read_text(path, what="expressions file ")
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        missing = {"video", "expression"} - set(rows[0] if rows else ())
+        reader = csv.DictReader(text.splitlines())
+        # Headers as spreadsheets write them: `Video`, ` Expression `, a byte-order mark before the first.
+        reader.fieldnames = [name.lstrip("\ufeff").strip().lower() for name in reader.fieldnames or ()]
+        rows = list(reader)
+        missing = {"video", "expression"} - set(reader.fieldnames)
         if missing:
             raise InputError(f"{path}: the CSV header must name video and expression (optionally exp_id)")
         entries: Iterable[tuple[str, str | None, Any]] = (
@@ -231,13 +241,73 @@ def _json_entries(data: Any, path: Path) -> list[tuple[str, str | None, Any]]:
     )
 
 
-def plan_tasks(videos: dict[str, Path], expressions: dict[str, list[Expression]]) -> list[VideoTask]:
-    """One task per video that has expressions, sorted by name (videos without expressions are left out)."""
-    unused = sorted(set(videos) - set(expressions))
+def plan_tasks(
+    videos: dict[str, Path], expressions: dict[str, list[Expression]], *, skip_missing: bool = False
+) -> list[VideoTask]:
+    """One task per video that has expressions, sorted by name (videos without expressions are left out).
+
+    A name of the expressions file is resolved by `resolve_video_name`; the expressions of names that
+    resolve to the same video are merged in file order.
+
+    Raises:
+        InputError: a name is not in the input (unless `skip_missing`: then it is left out, with a
+            warning; `missing_videos` lists them), or two names of one video repeat an exp_id.
+    """
+    missing = missing_videos(videos, expressions)
+    if missing and not skip_missing:
+        raise InputError(
+            f"{plural(len(missing), 'video')} of the expressions file {'is' if len(missing) == 1 else 'are'} "
+            f"not in the input: {_with_suggestions(missing, videos)}; fix the names, or pass "
+            "--skip-missing to leave them out"
+        )
+    if missing:
+        logger.warning("%s not in the input, left out: %s", plural(len(missing), "video"), ", ".join(missing))
+    merged: dict[str, list[Expression]] = {}
+    for name, exps in expressions.items():
+        video = resolve_video_name(name, videos)
+        if video is None:
+            continue
+        found = merged.setdefault(video, [])
+        for exp in exps:
+            if any(other.exp_id == exp.exp_id for other in found):
+                raise InputError(f"video {video!r} is named in two ways that both list exp_id {exp.exp_id!r}")
+            found.append(exp)
+    unused = sorted(set(videos) - set(merged))
     if unused:
-        logger.info("%d video(s) have no expressions and are left out (first: %s)", len(unused), unused[0])
-    names = sorted(expressions, key=natural_key)
-    return [VideoTask(name, videos.get(name), tuple(expressions[name])) for name in names]
+        logger.info("%s without expressions left out (first: %s)", plural(len(unused), "video"), unused[0])
+    names = sorted(merged, key=natural_key)
+    return [VideoTask(name, videos[name], tuple(merged[name])) for name in names]
+
+
+def resolve_video_name(name: str, videos: dict[str, Path]) -> str | None:
+    """The video of `videos` (by `find_videos` name) that an expressions file's `name` means, or None.
+
+    `name` is the video's name (a folder's name, a file's stem), its file name, or a folder's name with a
+    video extension (`dog_walk.mp4` for the folder ``dog_walk``, as a list made from the videos has it).
+    """
+    if name in videos:
+        return name
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    path = videos.get(stem)
+    if path is None or suffix not in VIDEO_EXTENSIONS:
+        return None
+    return stem if path.is_dir() or path.name.lower() == name.lower() else None
+
+
+def missing_videos(videos: dict[str, Path], expressions: dict[str, list[Expression]]) -> list[str]:
+    """The names of the expressions file that name no video of `videos`, in file order."""
+    return [name for name in expressions if resolve_video_name(name, videos) is None]
+
+
+def _with_suggestions(names: Sequence[str], videos: dict[str, Path], limit: int = 5) -> str:
+    """``'dgo' (did you mean 'dog'?), 'cat'``: the first `limit` names, each with its closest video."""
+    shown = []
+    for name in names[:limit]:
+        stem = Path(name).stem if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name
+        close = difflib.get_close_matches(stem, list(videos), n=1)
+        shown.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 
 def expression_folder(out: Path, video: str, exp_id: str) -> Path:
@@ -315,7 +385,9 @@ def run_batch(
             else:
                 pending.append(expression)
         if not pending:
-            logger.info("%s: all %d expressions complete, skipped", task.name, len(task.expressions))
+            logger.info(
+                "%s: all %s complete, skipped", task.name, plural(len(task.expressions), "expression")
+            )
             continue
         started = time.perf_counter()
         try:
@@ -331,7 +403,10 @@ def run_batch(
             report.failures.append(VideoFailure(task.name, message))
         else:
             logger.info(
-                "%s: %d expressions in %.1f s", task.name, len(pending), time.perf_counter() - started
+                "%s: %s in %.1f s",
+                task.name,
+                plural(len(pending), "expression"),
+                time.perf_counter() - started,
             )
     return report
 

@@ -44,6 +44,12 @@ class ResourceError(GlusError):
     exit_code = 6
 
 
+class SmokeTestError(GlusError):
+    """`glus check --smoke`: the end-to-end run on a tiny checkpoint failed or left out a file."""
+
+    exit_code = 7
+
+
 def one_line(error: BaseException, *, with_type: bool = False, limit: int | None = None) -> str:
     """`error`'s message as one line: white space (newlines included) collapsed, never empty.
 

@@ -39,13 +39,14 @@ from glus_cli.errors import InputError, OutputError
 from glus_cli.files import atomic_write_bytes, fsync_file, output_errors, temporary_for, write_json_atomic
 from glus_cli.overlay import (
     H264,
+    AudioSource,
     OverlayCodec,
     VideoEncodingError,
     encode_video,
     overlay_timing,
     select_overlay_codec,
 )
-from glus_cli.video import VideoSource
+from glus_cli.video import VideoFileSource, VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -299,11 +300,20 @@ class _OverlayWriter:
         suffix = self._path.suffix  # PyAV is told the container; the suffix keeps the temporary recognisable
         with output_errors(self._path), temporary_for(self._path, suffix) as temporary:
             try:
-                encode_video(temporary, frames, self._codec, overlay_timing(video), video.frame_size)
+                encode_video(
+                    temporary, frames, self._codec, overlay_timing(video), video.frame_size, _audio_of(video)
+                )
             except VideoEncodingError as exc:
                 raise OutputError(f"cannot encode overlay video {self._path}: {exc}") from exc
             fsync_file(temporary)
             temporary.replace(self._path)
+
+
+def _audio_of(video: VideoSource) -> AudioSource | None:
+    """The sound the overlay of `video` keeps: a video file's, from its first presented frame on."""
+    if not isinstance(video, VideoFileSource):
+        return None
+    return AudioSource(video.path, video.timestamps[0] if video.timestamps else 0.0)
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -13,6 +13,10 @@ PyAV can open:
 A fallback is announced once per process by a one-line warning. x264 encodes yuv420p only at even sizes, so
 for H.264 alone an odd-sized frame is padded by one replicated row or column (`OverlayCodec.even_size`).
 
+Sound (`AudioCopy`): the first audio stream of a source video file is muxed into the overlay unchanged
+(no re-encoding), cut to the overlay's frames, when the overlay's container can hold its codec; otherwise
+it is dropped with one warning line.
+
 Timing (`overlay_timing`): one output frame per presented frame. A source whose frames are evenly spaced at
 its frame rate (within `_CONSTANT_RATE_TOLERANCE`), or that has no timestamps (folders, globs), is written
 at its exact rate; a variable-frame-rate video keeps its timestamps (`VideoSource.timestamps`), shifted so
@@ -111,6 +115,13 @@ OVERLAY_CODECS = (H264, VP9, MP4V)
 """The overlay's codecs, best first; the first one PyAV can open is used."""
 
 
+AUDIO_CODECS = {
+    "mp4": frozenset({"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"}),
+    "webm": frozenset({"opus", "vorbis"}),
+}
+"""Audio codecs each overlay container holds, by FFmpeg's codec names; other sound is dropped."""
+
+
 class VideoEncodingError(RuntimeError):
     """The encoder or the muxer failed for a reason other than the file system (which raises OSError)."""
 
@@ -133,6 +144,99 @@ class OverlayTiming:
     def constant_rate(self) -> bool:
         """Whether frame i is shown at ``i / rate`` (the time base is then ``1 / rate``)."""
         return self.time_base == 1 / self.rate
+
+    def seconds(self, index: int) -> float:
+        """When frame `index` is shown."""
+        return float(self.pts[index] * self.time_base)
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the first frame to the end of the last (shown for one frame period)."""
+        return self.seconds(len(self.pts) - 1) + float(1 / self.rate) if self.pts else 0.0
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """Where the overlay's sound comes from.
+
+    Attributes:
+        path: the source video file.
+        start: seconds from the start of its video stream to its first presented frame (overlay time 0).
+    """
+
+    path: Path
+    start: float = 0.0
+
+
+class AudioCopy:
+    """The first audio stream of a source file, muxed unchanged into an overlay in step with its frames.
+
+    `open` returns None (after one warning line, where there is sound to drop) when the source has no
+    audio, or when the overlay's container cannot hold its codec.
+    """
+
+    def __init__(
+        self, source: av.container.InputContainer, output: av.container.OutputContainer, start: float
+    ) -> None:
+        self._input = source
+        in_stream = source.streams.audio[0]
+        self._stream = output.add_stream_from_template(in_stream)
+        self._output = output
+        video = source.streams.video[0] if source.streams.video else None
+        video_start = float(video.start_time * video.time_base) if video and video.start_time else 0.0
+        self._offset = video_start + start  # overlay time 0 on the source's clock
+        self._packets = (packet for packet in source.demux(in_stream) if packet.pts is not None)
+        self._pending: av.Packet | None = None
+
+    @classmethod
+    def open(
+        cls, audio: AudioSource, output: av.container.OutputContainer, container: str
+    ) -> AudioCopy | None:
+        """An `AudioCopy` of `audio` into `output` (a `container` file), or None: no sound to copy."""
+        try:
+            source = av.open(str(audio.path))
+        except av.error.FFmpegError as exc:
+            logger.warning("overlay: cannot read the sound of %s (%s); the overlay has none", audio.path, exc)
+            return None
+        if not source.streams.audio:
+            source.close()
+            return None
+        codec = source.streams.audio[0].codec_context.name
+        if codec not in AUDIO_CODECS.get(container, frozenset()):
+            _warn_dropped_audio(audio.path, codec, container)
+            source.close()
+            return None
+        return cls(source, output, audio.start)
+
+    def mux_until(self, seconds: float) -> None:
+        """Mux the packets that start before `seconds` of overlay time."""
+        while True:
+            packet = self._pending if self._pending is not None else next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            time_base = packet.time_base
+            start = float(packet.pts * time_base) - self._offset
+            if start >= seconds:
+                self._pending = packet
+                return
+            shift = round(self._offset / time_base)
+            packet.pts -= shift
+            packet.dts = None if packet.dts is None else packet.dts - shift
+            if start < 0 or (packet.dts is not None and packet.dts < 0):
+                continue  # sound before the first frame
+            packet.stream = self._stream
+            self._output.mux(packet)
+
+    def close(self) -> None:
+        """Close the source file."""
+        self._input.close()
+
+
+@functools.cache
+def _warn_dropped_audio(path: Path, codec: str, container: str) -> None:
+    """One warning per source, codec and container (every expression's overlay would repeat it)."""
+    logger.warning("overlay: %s's sound (%s) cannot go in %s as is; it is left out", path, codec, container)
 
 
 def overlay_timing(video: VideoSource) -> OverlayTiming:
@@ -182,8 +286,10 @@ def encode_video(
     codec: OverlayCodec,
     timing: OverlayTiming,
     frame_size: tuple[int, int],
+    audio: AudioSource | None = None,
 ) -> None:
-    """Encode RGB uint8 (H, W, 3) `frames` of size `frame_size` into the file `path`, timed by `timing`.
+    """Encode RGB uint8 (H, W, 3) `frames` of size `frame_size` into the file `path`, timed by `timing`,
+    with the sound of `audio` where the container can hold it unchanged (see `AudioCopy`).
 
     Raises:
         VideoEncodingError: the encoder or muxer failed, or `frames` and `timing` differ in length.
@@ -200,6 +306,7 @@ def encode_video(
             context = stream.codec_context
             context.time_base = timing.time_base
             context.options = dict(codec.encoder_options)
+            sound = None if audio is None else AudioCopy.open(audio, output, codec.container)
             for frame in frames:
                 if count == len(timing.pts):
                     raise VideoEncodingError(f"more frames than the {len(timing.pts)} timed")
@@ -208,8 +315,13 @@ def encode_video(
                 picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
                 picture.pts, picture.time_base = timing.pts[count], timing.time_base
                 output.mux(stream.encode(picture))
+                if sound is not None:
+                    sound.mux_until(timing.seconds(count))
                 count += 1
             output.mux(stream.encode(None))  # flush the frames the encoder holds back
+            if sound is not None:
+                sound.mux_until(timing.duration)
+                sound.close()
     except av.error.FFmpegError as exc:
         if isinstance(exc, OSError):
             raise

@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from glus_cli.errors import InputError
+from glus_cli.plural import plural
 
 NUM_CONTEXT_FRAMES = 4
 """N_C: context frames shown before every query (the official evaluation's setting)."""
@@ -107,7 +108,7 @@ def query_passes(num_frames: int, keyframe: int | None = None) -> list[QueryPass
     if keyframe is None or keyframe == 0:
         return [QueryPass(tuple(range(num_frames)), "forward")]
     if not 0 <= keyframe < num_frames:
-        raise InputError(f"key frame {keyframe} is outside the video's {num_frames} frames")
+        raise InputError(f"key frame {keyframe} is outside the video's {plural(num_frames, 'frame')}")
     return [
         QueryPass(tuple(range(keyframe, num_frames)), "forward"),
         QueryPass(tuple(range(keyframe, -1, -1)), "backward"),

@@ -10,13 +10,14 @@ looks finished.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, closing
+from contextlib import AbstractContextManager, ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from glus_cli.background import ordered_worker
 from glus_cli.files import write_json_atomic
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from glus_cli.video import VideoSource
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,70 @@ class ExpressionOutcome:
     frames_without_seg: list[str] = field(default_factory=list)
     mean_predicted_iou: float | None = None
     seconds: float = 0.0
+    """Measured wall-clock seconds of this expression's frames (`ExpressionClock`) and of its preview and
+    record; a frame's time is split evenly between the expressions segmented at it together."""
     overlay: dict[str, str] | None = None
     """The overlay video's ``file``, ``codec`` and ``container`` (None: no overlay asked for)."""
+
+
+class ExpressionClock:
+    """Wall-clock seconds per expression of a run whose expressions advance together, frame by frame.
+
+    Each result is charged the time since the previous one: the engine's work to produce it, and the
+    writing queued for it. The expressions answered at one frame share its decoding, CLIP features and
+    SAM2 image features (and, on a GPU, one LLM forward), which cannot be told apart, so the time of
+    each run of consecutive results at one frame is split evenly between them. Expressions that run
+    alone (the `reference` schedule, or one expression) are measured exactly.
+    """
+
+    def __init__(self, num_expressions: int) -> None:
+        self.seconds = [0.0] * num_expressions
+        self._frame: tuple[int, str] | None = None
+        self._members: list[int] = []
+        self._elapsed = 0.0
+        self._last = time.perf_counter()
+
+    def charge(self, frame: tuple[int, str], expression_index: int) -> None:
+        """Charge the time since the last call to the result of `expression_index` at `frame`."""
+        now = time.perf_counter()
+        if frame != self._frame:
+            self._settle()
+            self._frame = frame
+        self._members.append(expression_index)
+        self._elapsed += now - self._last
+        self._last = now
+
+    def add(self, expression_index: int, seconds: float) -> None:
+        """Charge `seconds` of work done for one expression alone."""
+        self.seconds[expression_index] += seconds
+
+    def totals(self) -> list[float]:
+        """Seconds per expression, rounded to the millisecond."""
+        self._settle()
+        return [round(seconds, 3) for seconds in self.seconds]
+
+    def _settle(self) -> None:
+        for member in self._members:
+            self.seconds[member] += self._elapsed / len(self._members)
+        self._members, self._elapsed = [], 0.0
+
+
+class _TimedExit(AbstractContextManager[T]):
+    """A context manager that tells `record` how many seconds leaving `manager` took."""
+
+    def __init__(self, manager: AbstractContextManager[T], record: Callable[[float], None]) -> None:
+        self._manager = manager
+        self._record = record
+
+    def __enter__(self) -> T:
+        return self._manager.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        started = time.perf_counter()
+        try:
+            return self._manager.__exit__(*exc_info)
+        finally:
+            self._record(time.perf_counter() - started)
 
 
 def segment_to_outputs(
@@ -101,11 +166,13 @@ def segment_to_outputs(
     ]
     ious: list[list[float]] = [[] for _ in jobs]
     previews = [PreviewSheet(video) for _ in jobs]
-    started = time.perf_counter()
+    clock = ExpressionClock(len(jobs))
     with ExitStack() as stack:
         writers = []
-        for out in output_dirs:  # the writers create the folders, turning OS errors into OutputError
-            writers.append(stack.enter_context(open_writers(formats, out, video)))
+        for index, out in enumerate(output_dirs):  # they create the folders, OS errors as OutputError
+            # Closing a writer set writes its at-close outputs (RLE, overlay video): that expression's time.
+            timed = _TimedExit(open_writers(formats, out, video), functools.partial(clock.add, index))
+            writers.append(stack.enter_context(timed))
         # Entered after the writers, so it is left first: every queued mask is written (or, after an
         # error, skipped) before the writers close, and before any `expression.json` below.
         mask_writer = stack.enter_context(ordered_worker(threaded=options.host_threads))
@@ -131,12 +198,12 @@ def segment_to_outputs(
                 on_result(result)
             if on_step is not None:
                 on_step(index)
-    elapsed = time.perf_counter() - started
-    for outcome, job_ious, out, writer_set, preview in zip(
-        outcomes, ious, output_dirs, writers, previews, strict=True
+            clock.charge((result.frame_index, result.direction), index)
+    for index, (outcome, job_ious, out, writer_set, preview) in enumerate(
+        zip(outcomes, ious, output_dirs, writers, previews, strict=True)
     ):
+        started = time.perf_counter()
         outcome.mean_predicted_iou = sum(job_ious) / len(job_ious) if job_ious else None
-        outcome.seconds = round(elapsed / len(jobs), 3)
         outcome.frames_without_seg = sorted(set(outcome.frames_without_seg))
         if outcome.frames_without_seg:
             logger.warning(
@@ -146,5 +213,7 @@ def segment_to_outputs(
             )
         outcome.overlay = None if writer_set.overlay is None else writer_set.overlay.record()
         preview.write(out / PREVIEW_FILENAME)
+        clock.add(index, time.perf_counter() - started)
+        outcome.seconds = clock.totals()[index]
         write_json_atomic(out / RECORD_NAME, asdict(outcome))
     return outcomes

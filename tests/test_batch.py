@@ -123,9 +123,13 @@ def test_find_videos_takes_frame_folders_and_video_files(tmp_path: Path) -> None
         find_videos(tmp_path / "empty")
 
 
-def test_plan_keeps_missing_videos_as_failing_tasks() -> None:
-    tasks = plan_tasks({"a": Path("a"), "unused": Path("u")}, {"b": [Expression("0", "x")], "a": []})
-    assert [(task.name, task.source) for task in tasks] == [("a", Path("a")), ("b", None)]
+def test_plan_refuses_or_skips_missing_videos() -> None:
+    videos = {"a": Path("a"), "unused": Path("u")}
+    expressions = {"b": [Expression("0", "x")], "a": []}
+    with pytest.raises(InputError, match="'b'"):
+        plan_tasks(videos, expressions)
+    tasks = plan_tasks(videos, expressions, skip_missing=True)
+    assert [(task.name, task.source) for task in tasks] == [("a", Path("a"))]
 
 
 @pytest.mark.parametrize("text", ["1", "2/2", "-1/2", "a/b", "0/0"])

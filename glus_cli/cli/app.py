@@ -14,9 +14,11 @@ import typer
 
 from glus_cli import __version__
 from glus_cli.cli.batch import batch
+from glus_cli.cli.check import check
 from glus_cli.cli.console import configure_logging, error_console
 from glus_cli.cli.evaluate import evaluate_command
 from glus_cli.cli.keyframes import keyframes
+from glus_cli.cli.log_options import DebugOption, VerboseOption, with_log_options
 from glus_cli.cli.models import download, models
 from glus_cli.cli.segment import segment
 from glus_cli.cli.usage import usage_message
@@ -41,6 +43,9 @@ app.command()(keyframes)
 app.command("eval")(evaluate_command)
 app.command()(download)
 app.command()(models)
+app.command()(check)
+for _command in app.registered_commands:  # --verbose and --debug after the subcommand too
+    _command.callback = with_log_options(_command.callback)
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -61,8 +66,8 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens, step by step.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
 ) -> None:
     """glus: referring video object segmentation with GLUS."""
     configure_logging(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)

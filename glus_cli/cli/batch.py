@@ -13,6 +13,7 @@ from glus_cli.batch import (
     BatchReport,
     find_videos,
     load_expressions,
+    missing_videos,
     parse_shard,
     plan_tasks,
     select_shard,
@@ -26,6 +27,7 @@ from glus_cli.cli.options import (
     ProtocolArgs,
     QuietOption,
     ResumableOutputDirOption,
+    SkipMissingOption,
     default_formats,
     option_groups,
 )
@@ -53,6 +55,7 @@ from glus_cli.errors import InputError
 from glus_cli.files import write_json_atomic
 from glus_cli.keyframe_files import keyframe_lookup
 from glus_cli.outputs import validate_formats
+from glus_cli.plural import plural
 from glus_cli.protocol import Workload
 from glus_cli.run_record import resumable_run
 
@@ -99,6 +102,7 @@ def batch(
             rich_help_panel="Distributed",
         ),
     ] = None,
+    skip_missing: SkipMissingOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
@@ -138,7 +142,8 @@ def batch(
     }
     summary_name = SUMMARY_NAME if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
     # 3. the expressions, every video resolved, and the key-frame file (read before anything is written)
-    tasks = select_shard(plan_tasks(videos, load_expressions(expressions)), shard_index, shard_count)
+    listed = load_expressions(expressions)
+    tasks = select_shard(plan_tasks(videos, listed, skip_missing=skip_missing), shard_index, shard_count)
     lookup = keyframe_lookup(keyframes)
     with resumable_run(output_dir, record, adopt_unrecorded=True) as out:  # 4. the output folder
         model_info: dict[str, Any] | None = None
@@ -190,7 +195,7 @@ def batch(
                 "expressions_file": str(expressions),
                 "shard": f"{shard_index}/{shard_count}",
             },
-            results={**report.as_dict(), **results},
+            results={**report.as_dict(), "missing_videos": missing_videos(videos, listed), **results},
             model=model_info,
             options=options,
             settings=RunSettings(
@@ -206,8 +211,8 @@ def batch(
         say_already_complete(out, report.expressions)
         return
     if not quiet:
-        table = Table(title=f"glus batch: {len(tasks)} videos")
-        for column in ("expressions", "done now", "already complete", "failed"):
+        table = Table(title=f"glus batch: {plural(len(tasks), 'video')}")
+        for column in ("expressions", "done now", "already complete", "failed videos"):
             table.add_column(column)
         table.add_row(
             str(report.expressions),

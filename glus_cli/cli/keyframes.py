@@ -18,6 +18,7 @@ from glus_cli.cli.options import (
     ProtocolArgs,
     QuietOption,
     ResumableOutputDirOption,
+    SkipMissingOption,
     option_groups,
 )
 from glus_cli.cli.preamble import (
@@ -44,6 +45,7 @@ from glus_cli.ground_truth import Layout
 from glus_cli.json_files import read_json_object
 from glus_cli.keyframe_files import DETAILS_FILE, SCORE_FILE
 from glus_cli.keyframes import MASKS_DIR, ground_truth_scores, has_confidence, run_keyframes
+from glus_cli.plural import plural
 from glus_cli.protocol import Workload
 from glus_cli.run_record import resumable_run
 
@@ -68,6 +70,7 @@ def keyframes(
     model: ModelArgs,
     output_dir: ResumableOutputDirOption = None,
     protocol: ProtocolArgs,
+    skip_missing: SkipMissingOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run GLUS on every (video, expression), score each frame, and export the key frame of each.
@@ -98,7 +101,9 @@ def keyframes(
     # The masks depend on these; the ground truth only ranks them (a rerun may rerank with other truth).
     record = {"command": "keyframes", "model": asdict(model), "protocol": asdict(protocol)}
     truth = None if ground_truth is None else str(ground_truth)
-    tasks = plan_tasks(videos, load_expressions(expressions))  # 3. the expressions and ground truth
+    tasks = plan_tasks(
+        videos, load_expressions(expressions), skip_missing=skip_missing
+    )  # 3. the expressions and ground truth
     scorer = None
     if ground_truth is not None:
         scorer = ground_truth_scores(ground_truth, layout=layout, meta_path=meta)
@@ -153,7 +158,8 @@ def keyframes(
             "[yellow]no ground truth:[/] key frames ranked by the model's own confidence, "
             "not the paper's IoU pseudo-labels"
         )
-    console.print(f"[green]wrote[/] {run.score_path} and {run.details_path} ({len(run.records)} expressions)")
+    done = plural(len(run.records), "expression")
+    console.print(f"[green]wrote[/] {run.score_path} and {run.details_path} ({done})")
     if labels is not None:
         console.print(
             f"[green]wrote[/] {len(labels.written)} KFS training labels under {escape(str(labels.root))}"

@@ -122,6 +122,14 @@ MaxFramesOption = Annotated[
     int | None,
     typer.Option(min=1, help="Use at most this many frames (after --stride).", rich_help_panel=_PROTOCOL),
 ]
+FpsOption = Annotated[
+    float,
+    typer.Option(
+        min=0.001,
+        help="Frame rate of a folder of frames or a glob, which carry none (video files keep their own).",
+        rich_help_panel=_OUTPUT,
+    ),
+]
 FormatOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -151,7 +159,15 @@ ExpressionsOption = Annotated[
         "--expressions",
         "-e",
         help="meta_expressions.json (MeViS, Ref-YouTube-VOS), JSON {video: {exp_id: text}} or "
-        "{video: \\[text]}, or CSV with columns video, exp_id (optional), expression.",
+        "{video: \\[text]}, or CSV with columns video, exp_id (optional), expression. A video is named "
+        "with or without its extension.",
+    ),
+]
+SkipMissingOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-missing",
+        help="Leave out the videos the expressions file names but INPUT_DIR lacks (default: refuse them).",
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary table.")]

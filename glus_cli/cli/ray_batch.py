@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from glus_cli.cli.runs import progress_bar
 from glus_cli.distributed.driver import RayRun, run_on_ray
 from glus_cli.distributed.worker import WorkerSpec
+from glus_cli.plural import plural
 
 if TYPE_CHECKING:
     from glus_cli.batch import VideoTask
@@ -37,7 +38,8 @@ def run_on_ray_with_progress(
     def show(done: int, total: int) -> None:
         if not bars:
             shown.enter_context(progress)
-            bars.append(progress.add_task(f"{len(tasks)} videos on Ray", total=total, unit="videos"))
+            label = f"{plural(len(tasks), 'video')} on Ray"
+            bars.append(progress.add_task(label, total=total, unit="videos"))
         progress.update(bars[0], completed=done, total=total)
 
     with shown:

@@ -30,16 +30,19 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, run_batch
 from glus_cli.cli.console import error_console
+from glus_cli.plural import plural
 from glus_cli.protocol import num_query_steps
 
 if TYPE_CHECKING:
@@ -70,7 +73,7 @@ def progress_bar(quiet: bool) -> Progress | PlainProgress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
@@ -78,6 +81,18 @@ def progress_bar(quiet: bool) -> Progress | PlainProgress:
         disable=quiet,
         transient=False,
     )
+
+
+class CountColumn(ProgressColumn):
+    """``40/120 frames``; nothing while the total is unknown (no ``0/?``)."""
+
+    def render(self, task: Task) -> Text:
+        """The task's count and unit."""
+        if task.total is None:
+            return Text("")
+        unit = task.fields.get("unit", "")
+        count = f"{task.completed:g}/{task.total:g}" + (f" {unit}" if unit else "")
+        return Text(count, style="progress.download")
 
 
 @dataclass
@@ -139,8 +154,11 @@ class PlainProgress:
 
     def _print(self, task: _PlainTask, now: float) -> None:
         task.printed = now
-        total = "?" if task.total is None else f"{task.total:g}"
-        line = f"{task.description}: {task.completed:g}/{total}" + (f" {task.unit}" if task.unit else "")
+        unit = f" {task.unit}" if task.unit else ""
+        if task.total is None:  # a count of unknown total means nothing until something is done
+            line = task.description + (f": {task.completed:g}{unit}" if task.completed else "")
+        else:
+            line = f"{task.description}: {task.completed:g}/{task.total:g}{unit}"
         elapsed = now - task.started
         if task.unit == "frames" and task.completed and elapsed > 0:
             rate = task.completed / elapsed
@@ -213,7 +231,8 @@ def video_progress(
 
     def on_video(task: VideoTask, video: VideoSource, jobs: list[Expression]) -> Callable[[int], None]:
         total = sum(num_query_steps(video.num_frames, job.keyframe) for job in jobs)
-        bar = progress.add_task(f"{task.name} ({len(jobs)} expressions)", total=total, unit="frames")
+        label = f"{task.name} ({plural(len(jobs), 'expression')})"
+        bar = progress.add_task(label, total=total, unit="frames")
         return lambda _job: progress.advance(bar)
 
     return on_video

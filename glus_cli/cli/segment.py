@@ -15,6 +15,7 @@ from rich.table import Table
 from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     FormatOption,
+    FpsOption,
     ModelArgs,
     ProtocolArgs,
     QuietOption,
@@ -36,11 +37,12 @@ from glus_cli.files import write_json_atomic
 from glus_cli.keyframe_files import keyframe_for, read_scores
 from glus_cli.model.prompt import normalize_expression
 from glus_cli.outputs import validate_formats
+from glus_cli.plural import plural
 from glus_cli.protocol import Workload, num_query_steps
 from glus_cli.resume import pending, restart
 from glus_cli.run_record import read_outcome, resumable_run
 from glus_cli.runner import Expression, segment_to_outputs
-from glus_cli.video import open_video
+from glus_cli.video import DEFAULT_FPS, open_video
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ def segment(
             rich_help_panel="GLUS protocol",
         ),
     ] = None,
+    fps: FpsOption = DEFAULT_FPS,
     quiet: QuietOption = False,
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
@@ -114,16 +117,18 @@ def segment(
         "formats": formats_used,
         "keyframe": keyframe,
         "keyframes": None if keyframes is None else str(keyframes.absolute()),
+        "fps": fps,
     }
 
     with (
-        open_video(source, stride=stride, max_frames=max_frames) as video,  # 2. the input
+        open_video(source, stride=stride, max_frames=max_frames, folder_fps=fps) as video,  # 2. the input
         # 3. the key-frame file, read before anything is written
         nullcontext(read_scores(keyframes) if keyframes is not None else None) as scores,
         resumable_run(output_dir, record) as out,  # 4. the output folder
     ):
         if keyframe is not None and keyframe >= video.num_frames:
-            raise InputError(f"--keyframe {keyframe} is outside the video's {video.num_frames} frames")
+            frames = plural(video.num_frames, "frame")
+            raise InputError(f"--keyframe {keyframe} is outside the video's {frames}")
         jobs = [
             Expression(
                 str(i),
@@ -190,7 +195,7 @@ def segment(
         say_already_complete(out, len(outcomes))
         return
     if not quiet:
-        table = Table(title=f"glus segment: {video.name} ({video.num_frames} frames)")
+        table = Table(title=f"glus segment: {video.name} ({plural(video.num_frames, 'frame')})")
         for column in ("expression", "folder", "frames w/o [SEG]", "mean pred. IoU", "seconds"):
             table.add_column(column)
         for outcome in outcomes:

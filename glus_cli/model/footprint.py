@@ -118,6 +118,48 @@ def count_tensors(folder: Path, tower_dir: Path) -> ModelTensors:
     return ModelTensors(**counts, stored_bytes=stored)
 
 
+RELEASED_LLAMA = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32004,
+    "max_position_embeddings": 2048,
+}
+"""The LLaMA-7B of the released GLUS checkpoints (their config.json; vocabulary 32000 + 4 added tokens)."""
+CLIP_L14_VISION_ELEMENTS = 303_179_776
+"""Parameters of the CLIP ViT-L/14 vision model (`CLIPVisionModel`, 24 layers of width 1024)."""
+
+
+def released_model_estimate(checkpoint_bytes: int, vision_tower: str) -> tuple[GlusConfig, ModelTensors]:
+    """The config and tensor counts of a released 7B checkpoint, from its download size alone (for
+    `glus check`, before any download): LLaMA-7B's linear and other weights by their shapes, the rest of
+    the bf16 checkpoint (projector, `[SEG]` head, SAM2) by difference, and the ViT-L/14 vision model.
+    """
+    llama = RELEASED_LLAMA
+    hidden, layers = llama["hidden_size"], llama["num_hidden_layers"]
+    llm_linear = layers * (4 * hidden * hidden + 3 * hidden * llama["intermediate_size"])
+    llm_other = 2 * llama["vocab_size"] * hidden + (2 * layers + 1) * hidden  # embeddings, lm_head, norms
+    stored = checkpoint_bytes // 2  # bf16, as released
+    config = GlusConfig(
+        llama=dict(llama),
+        vision_tower=vision_tower,
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        mm_hidden_size=1024,
+        mm_use_im_start_end=True,
+        out_dim=256,
+    )
+    tensors = ModelTensors(
+        llm_linear=llm_linear,
+        llm_other=llm_other,
+        rest=max(stored - llm_linear - llm_other, 0) + CLIP_L14_VISION_ELEMENTS,
+        stored_bytes={2: checkpoint_bytes, 4: CLIP_L14_VISION_ELEMENTS * 4},
+    )
+    return config, tensors
+
+
 def _numel(shape: tuple[int, ...]) -> int:
     size = 1
     for dim in shape:

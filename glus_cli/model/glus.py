@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from glus_cli.model.footprint import check_memory, count_tensors
 from glus_cli.model.mllm import CLIP_ATTENTION, RotaryTable, SegLanguageModel, VisionProjector
 from glus_cli.model.segmenter import GlusSegmenter, build_sam2_model, place_sam2_tables
 from glus_cli.model.tokenizer import GlusTokenizer
+from glus_cli.plural import plural
 from glus_cli.precision import PrecisionPlan, Quantize, plan_precision
 from glus_cli.protocol import FuserGamma, Workload
 
@@ -56,10 +58,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise InputError(f"unknown device {device!r}; use auto, cuda, cuda:N, mps or cpu") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ResourceError(
-            "--device cuda was asked for but no CUDA GPU is available (this torch build or machine)"
+            f"--device {device} was asked for but no CUDA GPU is available (this torch build or machine)"
+        )
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ResourceError(
+            f"--device {device} was asked for but this machine shows {plural(count, 'CUDA GPU')} "
+            f"(cuda:0 to cuda:{count - 1}; CUDA_VISIBLE_DEVICES renumbers them)"
         )
     if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ResourceError("--device mps was asked for but Apple MPS is not available")
+        raise ResourceError(f"--device {device} was asked for but Apple MPS is not available")
     return resolved
 
 
@@ -374,15 +382,48 @@ def _load_quantized_llm(
     else:
         quantization = BitsAndBytesConfig(load_in_8bit=True)
     try:
-        return LlamaForCausalLM.from_pretrained(
-            str(folder),
-            config=llama_config,
-            dtype=dtype,
-            quantization_config=quantization,
-            device_map={"": device.index or 0} if device.type == "cuda" else {"": str(device)},
-        )
+        with _quiet_transformers_load():
+            return LlamaForCausalLM.from_pretrained(
+                str(folder),
+                config=llama_config,
+                dtype=dtype,
+                quantization_config=quantization,
+                device_map={"": device.index or 0} if device.type == "cuda" else {"": str(device)},
+            )
     except (RuntimeError, ValueError, ImportError) as error:
         raise ResourceError(f"cannot load the LLM in {quantize}: {str(error).splitlines()[0]}") from error
+
+
+@contextmanager
+def _quiet_transformers_load() -> Iterator[None]:
+    """No output from transformers' `from_pretrained`: its "Loading weights" bar and its load report, which
+    lists the keys the model leaves unused (CLIP's text tower; the GLUS-only keys of a quantised LLaMA).
+    Both are expected here, and the Python API, like the CLI, shows its own progress (`on_progress`).
+
+    The report is filtered out, not silenced by the logger's level: transformers runs another check, with
+    its own warnings, when that logger's level is WARNING or above.
+    """
+    from transformers.utils import logging as hf_logging
+
+    report = logging.getLogger("transformers.modeling_utils")
+    below_error = _BelowErrorFilter()
+    bars = hf_logging.is_progress_bar_enabled()
+    report.addFilter(below_error)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        report.removeFilter(below_error)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+class _BelowErrorFilter(logging.Filter):
+    """Drops records below ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether `record` is an error."""
+        return record.levelno >= logging.ERROR
 
 
 def _build_vision(
@@ -394,7 +435,8 @@ def _build_vision(
     dtype: torch.dtype,
 ) -> VisionProjector:
     try:
-        tower = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=dtype, attn_implementation="eager")
+        with _quiet_transformers_load():
+            tower = CLIPVisionModel.from_pretrained(str(tower_dir), dtype=dtype, attn_implementation="eager")
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot load the CLIP vision tower from {tower_dir}: {error}") from error
     tower.config._attn_implementation = CLIP_ATTENTION

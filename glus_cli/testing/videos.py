@@ -128,6 +128,42 @@ def write_variable_rate_video(
     return path
 
 
+def write_video_with_sound(
+    path: str | Path,
+    num_frames: int,
+    size: tuple[int, int] = (64, 96),
+    fps: int = 10,
+    audio_codec: str = "aac",
+    sample_rate: int = 16000,
+) -> Path:
+    """Write synthetic frames (MPEG-4 Part 2) with a sine tone in `audio_codec` as long as the frames;
+    return the path. The container follows the extension (``.mp4``, ``.mov``, ...); `size` (H, W) even."""
+    path = Path(path)
+    height, width = size
+    with av.open(str(path), "w") as output:
+        video = output.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = output.add_stream(audio_codec, rate=sample_rate)
+        audio.layout = "mono"
+        samples_per_frame = sample_rate // fps
+        tone = np.sin(2 * np.pi * 440 * np.arange(samples_per_frame * num_frames) / sample_rate)
+        sound = (tone * 0.2 * 32767).astype(np.int16)
+        frame_format = audio.codec_context.codec.audio_formats[0].name
+        resampler = av.AudioResampler(format=frame_format, layout="mono", rate=sample_rate)
+        for index in range(num_frames):
+            picture = av.VideoFrame.from_ndarray(synthetic_frame(index, size), format="rgb24")
+            picture.pts = index
+            output.mux(video.encode(picture))
+            chunk = sound[index * samples_per_frame : (index + 1) * samples_per_frame].reshape(1, -1)
+            block = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+            block.sample_rate, block.pts = sample_rate, index * samples_per_frame
+            for converted in resampler.resample(block):
+                output.mux(audio.encode(converted))
+        output.mux(video.encode(None))
+        output.mux(audio.encode(None))
+    return path
+
+
 def write_frame_folder(
     folder: str | Path,
     num_frames: int,
