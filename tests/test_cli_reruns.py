@@ -1,6 +1,6 @@
 """Reruns that know: every command records its options, refuses a rerun with others, and a rerun of a
 finished run says "already complete" and exits 0 without loading the model. `glus keyframes` writes
-the `summary.json` every command writes.
+the `summary.json` every command writes; an expression too long for the model fails alone in a batch.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from glus_cli.cli.runs import SUMMARY_NAME
+from glus_cli.cli.runs import EXIT_VIDEOS_FAILED, SUMMARY_NAME
 from glus_cli.errors import OutputError
 from glus_cli.model import glus as glus_module
+from glus_cli.resume import RECORD_NAME
 from glus_cli.run_record import RUN_RECORD_NAME
 from glus_cli.testing.videos import write_synthetic_video
 from tests.cli_helpers import run_glus
@@ -123,3 +124,21 @@ def test_keyframes_writes_the_shared_summary(
     assert (
         Path(summary["score_file"]) == out / "keyframes.json" and "load_model" in summary["timings_seconds"]
     )
+
+
+def test_an_expression_too_long_fails_alone_and_the_others_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, dataset: Path, cli_checkpoint: Path
+) -> None:
+    long_expression = "the small brown dog " * 600  # over 2,048 tokens even in one turn
+    expressions = tmp_path / "expressions.csv"
+    expressions.write_text(f"video,expression\nclip,{long_expression}\nclip,the red circle\n")
+    out = tmp_path / "out"
+    args = ["batch", str(dataset / "videos"), "-e", str(expressions), "-o", str(out)]
+    code, output = run_glus([*args, "--model", str(cli_checkpoint), *FAST], capsys)
+    assert code == EXIT_VIDEOS_FAILED, output
+    assert (out / "clip" / "1" / RECORD_NAME).is_file() and not (out / "clip" / "0").exists()
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    (failure,) = summary["failures"]
+    assert (failure["video"], failure["exp_id"]) == ("clip", "0")
+    assert failure["error"].startswith('the expression "the small brown dog') and "2,048" in failure["error"]
+    assert (summary["videos"], summary["expressions"], summary["expressions_done"]) == (1, 2, 1)
