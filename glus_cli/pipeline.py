@@ -22,8 +22,9 @@ Three schedules (`SegmentationOptions.schedule`) run the same protocol with diff
   context frames depend only on the frame count, the window and the expression come after it), so its
   key/value cache is computed once per video; the heads run on the last position only; and on a GPU the
   expressions visiting a frame go through the LLM together (`llm_batch_size`). Same `[SEG]` decisions;
-  masks agree with `reference` to IoU >= 0.999 per frame (exact in math, not in floating point: the prefix
-  and the rest of the prompt go through separate matrix products).
+  masks agree with `reference` per frame within `glus_cli.fidelity`'s bound: IoU >= 0.999 in fp32, >= 0.97
+  in bf16 (exact in math, not in floating point: the prefix and the rest of the prompt go through separate
+  matrix products).
 
 Every schedule knows in advance which frames it visits, in which order, so it hands that plan to
 `glus_cli.frame_inputs`, which decodes and preprocesses the frames ahead on a background thread

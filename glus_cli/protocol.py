@@ -163,7 +163,8 @@ class SegmentationOptions:
         context_sampler: `clips` (official evaluation: middle frames of N_C uniform clips) or
             `linspace` (the demo notebook's evenly spaced frames, first and last included).
         schedule: the order of work (see the module docstring): `fast` (default; same `[SEG]` decisions
-            as `reference`, masks to IoU >= 0.999), `fast-exact` (bit-identical to `reference`, slower
+            as `reference`, masks within `glus_cli.fidelity`'s bound: IoU >= 0.999 in fp32, >= 0.97 in
+            bf16), `fast-exact` (bit-identical to `reference` in fp32, slower
             than `fast`), or `reference` (the official order of work, slowest).
         llm_batch_size: `fast` only: at most this many expressions share one LLM forward; None picks 1
             on the CPU (batching is slower there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU

@@ -73,7 +73,7 @@ def test_exactness_figures(report: tuple[dict, dict]) -> None:
     data, _ = report
     exact = data["exactness"]["tiny"]
     assert exact["fast-exact"]["same_tokens"] and exact["fast-exact"]["identical_masks"]
-    bound = fidelity_bound(data["audit"]["tiny"]["dtype"])  # the run's dtype: glus-cli's plan for this CPU
+    bound = fidelity_bound(data["audit"]["tiny"]["dtype"])  # glus-cli's plan here
     assert exact["fast"]["same_tokens"] and exact["fast"]["min_iou"] >= bound.min_iou
     assert exact["fast"]["seg_answers"] == exact["fast"]["results"] > 0
     assert exact["threads_on_vs_off_bit_identical"] is True

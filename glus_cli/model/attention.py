@@ -15,7 +15,9 @@ Four choices (`AttentionKernels`):
 - `math-chunks` (CPU): the math kernel's own formula, in fp32, over chunks of queries
   (`MathInChunks`). The math kernel computes half-precision inputs in fp32 and materialises the whole
   score matrix (4096 x 28672 in fp32 at 7 memories, 470 MB); a chunk of rows at a time gives the same
-  bits, in a fraction of the memory and about the time of CPU flash.
+  bits with AVX512 kernels, in a fraction of the memory. One bf16 cross-attention at 7 memories took
+  1.47 s against the math kernel's 1.69 s and 0.72 s for CPU flash on fp32 copies on a quiet machine
+  (3.9 s, 9.9 s and 2.6 s under memory-bus contention; `benchmarks/README.md`).
 - `fastest`: what the `fast` schedule asks for; `fused` in fp32 (CPU flash there differs from the math
   kernel by about 5e-8, which no mask has shown), `math-chunks` on the CPU in bf16/fp16. CPU flash also
   computes in fp32, but sums in another order, so some outputs round to the neighbouring bf16 value; the
