@@ -212,7 +212,7 @@ def batch(
         return
     if not quiet:
         table = Table(title=f"glus batch: {plural(len(tasks), 'video')}")
-        for column in ("expressions", "done now", "already complete", "failed videos"):
+        for column in ("expressions", "done now", "already complete", "failed"):
             table.add_column(column)
         table.add_row(
             str(report.expressions),
