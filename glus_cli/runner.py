@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from glus_cli.background import ordered_worker
 from glus_cli.outputs import open_writers, write_json_atomic
@@ -60,6 +60,21 @@ class ExpressionOutcome:
     seconds: float = 0.0
     overlay: dict[str, str] | None = None
     """The overlay video's ``file``, ``codec`` and ``container`` (None: no overlay asked for)."""
+    frames: list[str] = field(default_factory=list)
+    """The video's frame names (those of the mask files), in order; the per-frame lists follow it."""
+    predicted_iou: list[float | None] = field(default_factory=list)
+    """SAM2's predicted IoU of each frame's mask (None: no ``[SEG]``, the mask is blank)."""
+    object_score: list[float | None] = field(default_factory=list)
+    """SAM2's object-score logit of each frame (None: no ``[SEG]``)."""
+
+    def summary(self) -> dict[str, Any]:
+        """The record without the per-frame lists, as ``summary.json`` lists it (one line per expression)."""
+        return {key: value for key, value in asdict(self).items() if key not in PER_FRAME_FIELDS}
+
+
+PER_FRAME_FIELDS = ("frames", "predicted_iou", "object_score")
+"""`ExpressionOutcome` fields with one value per frame: in ``expression.json``, not in ``summary.json``.
+Records written before they existed lack them (read as empty lists)."""
 
 
 def is_complete(expression_dir: Path) -> bool:
@@ -104,6 +119,8 @@ def segment_to_outputs(
         for job, out in zip(jobs, output_dirs, strict=True)
     ]
     ious: list[list[float]] = [[] for _ in jobs]
+    # Per frame, the last answer (a key frame is visited twice): SAM2's predicted IoU and object score.
+    scores: list[dict[int, tuple[float | None, float | None]]] = [{} for _ in jobs]
     previews = [PreviewSheet(video) for _ in jobs]
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -127,6 +144,9 @@ def segment_to_outputs(
             index = result.expression_index
             mask_writer.submit(writers[index].write, result.frame_index, result.mask)
             previews[index].add(result)
+            scores[index][result.frame_index] = (
+                (float(result.iou), float(result.object_score)) if result.is_seg else (None, None)
+            )
             if result.is_seg:
                 ious[index].append(result.iou)
             else:
@@ -136,9 +156,13 @@ def segment_to_outputs(
             if on_step is not None:
                 on_step(index)
     elapsed = time.perf_counter() - started
-    for outcome, job_ious, out, writer_set, preview in zip(
-        outcomes, ious, output_dirs, writers, previews, strict=True
+    for outcome, job_ious, job_scores, out, writer_set, preview in zip(
+        outcomes, ious, scores, output_dirs, writers, previews, strict=True
     ):
+        outcome.frames = list(video.frame_names)
+        answers = [job_scores.get(index, (None, None)) for index in range(video.num_frames)]
+        outcome.predicted_iou = [iou for iou, _ in answers]
+        outcome.object_score = [score for _, score in answers]
         outcome.mean_predicted_iou = sum(job_ious) / len(job_ious) if job_ious else None
         outcome.seconds = round(elapsed / len(jobs), 3)
         outcome.frames_without_seg = sorted(set(outcome.frames_without_seg))
