@@ -20,7 +20,6 @@ run folder's parent. Names read from the records that become paths go through `g
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,10 +342,5 @@ def _source_name(source: Path) -> str:
 
 
 def _source_root(source: Path) -> Path:
-    """The folder a ``segment`` run's frame paths are written relative to: the one holding its source."""
-    text = str(source)
-    if _is_glob(text):
-        static = Path(text[: min(text.index(c) for c in "*?[" if c in text)])
-        static = static if text[len(str(static)) - 1 :].startswith(os.sep) else static.parent
-        return static.parent
-    return source.resolve().parent
+    """The folder holding a ``segment`` run's source (for a glob, the one holding its folder)."""
+    return Path(str(source)).parent.parent if _is_glob(str(source)) else source.resolve().parent

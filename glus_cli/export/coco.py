@@ -1,7 +1,9 @@
-"""COCO instance segmentation: ``annotations/instances_default.json`` (the layout CVAT's "COCO 1.0" uses).
+"""COCO instance segmentation: ``annotations/instances_default.json`` and ``images/`` (CVAT's "COCO 1.0").
 
-- ``images``: one per frame of every exported video: ``id``, ``file_name`` relative to the frames' root,
-  ``width``, ``height``, and ``video``, ``frame`` (the frame's name) and ``frame_index``.
+- ``images``: one per frame of every exported video: ``id``, ``file_name`` (``<video>/<image file>``,
+  relative to the frames' root and to the output's ``images/``, which links to the frames or, with
+  ``--copy``, holds copies), ``width``, ``height``, and ``video``, ``frame`` (the frame's name) and
+  ``frame_index``.
 - ``categories``: see `glus_cli.export.categories`.
 - ``annotations``: one per kept frame of every expression: compressed RLE (``--polygons``: polygons, one
   per part, holes bridged, see `glus_cli.export.geometry`), ``bbox``, ``area``, ``iscrowd`` 0,

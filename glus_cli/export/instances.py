@@ -89,7 +89,7 @@ class VideoExport:
         name: the video's name.
         frames: its frames (sizes, names, pixels for formats that write images).
         tracks: its exported expressions.
-        file_names: each frame's image path relative to the export's frames root, ``/``-separated.
+        file_names: each frame's ``<video>/<image file>``, relative to the frames' root.
     """
 
     name: str

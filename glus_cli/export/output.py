@@ -130,8 +130,9 @@ def place_image(
 ) -> str:
     """Put frame `index` at `target_stem` plus an image suffix; return the file's name.
 
-    An image file is linked (an absolute symbolic link) or, with `copy`, copied, keeping its suffix. A frame
-    decoded from a video file is written as JPEG.
+    An image file is linked or, with `copy`, copied, keeping its suffix. The link is a hard link where the
+    file system allows (tools that refuse paths leading out of their folder, as Datumaro does, accept it),
+    else an absolute symbolic link. A frame decoded from a video file is written as JPEG.
     """
     target_stem.parent.mkdir(parents=True, exist_ok=True)
     if image_file is None:
@@ -146,5 +147,8 @@ def place_image(
         if copy:
             shutil.copyfile(image_file, target)
         else:
-            target.symlink_to(image_file.resolve())
+            try:
+                target.hardlink_to(image_file)
+            except OSError:  # another file system, or one without hard links
+                target.symlink_to(image_file.resolve())
     return target.name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,10 +21,11 @@ from glus_cli.export.categories import Categories
 from glus_cli.export.coco import CocoExporter
 from glus_cli.export.instances import ExportCounts, Filters, Track, VideoExport
 from glus_cli.export.mots import MotsExporter
-from glus_cli.export.output import check_output, staged_output, write_json
+from glus_cli.export.output import check_output, place_image, staged_output, write_json
 from glus_cli.export.yolo import YoloExporter
 from glus_cli.export.ytvis import YtvisExporter
 from glus_cli.run_folder import RunFolder, VideoRun, read_run_folder
+from glus_cli.video import ImageSequenceSource, VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ FORMATS = ("coco", "ytvis", "yolo", "mots")
 """Export formats, in the order they are documented."""
 RECORD_FILE = "export.json"
 EXTRACTED_IMAGES = "images"
-"""Where COCO and YouTube-VIS exports put frames decoded from video files (their file names point there)."""
+"""Where COCO and YouTube-VIS exports put the frames (their file names are relative to it)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ExportOptions:
         categories_file: a JSON file mapping ``"<video>/<exp_id>"`` or ``"<exp_id>"`` to category names.
         polygons: COCO polygons instead of RLE.
         results: YouTube-VIS results flavour (a list with scores) instead of the dataset flavour.
-        copy: copy frames into YOLO and MOTS trees instead of linking them.
+        copy: copy the frames into the output instead of linking them.
         strict: refuse a run with unfinished expressions instead of skipping them with a warning.
         frames_root: where the frames are, overriding the run's record (see `read_run_folder`).
         force: replace an existing output folder.
@@ -214,30 +214,25 @@ def _export_video(
     counts: ExportCounts,
 ) -> None:
     with run.open_frames(video) as frames:
-        file_names = _file_names(run, video, frames, staging, options)
+        file_names = _file_names(video, frames, staging, options)
         counts.videos += 1
         counts.expressions += len(tracks)
         exporter.add_video(VideoExport(video.name, frames, tracks, file_names, options.filters, counts))
 
 
-def _file_names(
-    run: RunFolder, video: VideoRun, frames: Any, staging: Path, options: ExportOptions
-) -> list[str]:
-    """Each frame's image path relative to the frames' root (COCO ``file_name``, YTVIS ``file_names``).
-
-    Frames decoded from a video file have no file: COCO and YouTube-VIS exports write them as JPEG under
-    ``images/<video>/`` in the output, and name them relative to that folder.
+def _file_names(video: VideoRun, frames: VideoSource, staging: Path, options: ExportOptions) -> list[str]:
+    """Each frame's ``<video>/<image file>`` (COCO ``file_name``, YTVIS ``file_names``), relative to the
+    frames' root and to ``images/`` in the output. COCO and YouTube-VIS exports put the frames there (links,
+    or copies with ``--copy``; frames of a video file are written as JPEG); YOLO and MOTS place their own.
     """
-    paths = getattr(frames, "paths", None)
-    if paths is not None and run.frames_root is not None:
-        root = run.frames_root.resolve()
-        return [Path(os.path.relpath(path.resolve(), root)).as_posix() for path in paths]
-    names = [f"{video.name}/{name}.jpg" for name in frames.frame_names]
-    if options.format in ("coco", "ytvis"):
-        from glus_cli.export.output import place_image
-
-        for index, name in enumerate(frames.frame_names):
-            place_image(frames, index, None, staging / EXTRACTED_IMAGES / video.name / name, copy=False)
+    names = []
+    for index, name in enumerate(frames.frame_names):
+        image = frames.paths[index] if isinstance(frames, ImageSequenceSource) else None
+        if options.format in ("coco", "ytvis"):
+            stem = staging / EXTRACTED_IMAGES / video.name / name
+            names.append(f"{video.name}/{place_image(frames, index, image, stem, copy=options.copy)}")
+        else:
+            names.append(f"{video.name}/{name}{'.jpg' if image is None else image.suffix.lower()}")
     return names
 
 

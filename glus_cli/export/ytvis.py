@@ -2,8 +2,8 @@
 
 ``instances.json`` (the dataset flavour):
 
-- ``videos``: ``id``, ``file_names`` (one per frame, relative to the frames' root), ``width``, ``height``,
-  ``length``, and ``name``;
+- ``videos``: ``id``, ``file_names`` (one per frame, ``<video>/<image file>``, relative to the frames' root
+  and to the output's ``images/``, as for COCO), ``width``, ``height``, ``length``, and ``name``;
 - ``annotations``: one per expression (a track): ``segmentations``, ``bboxes`` and ``areas`` with one entry
   per frame of the video, a compressed RLE / ``[x, y, w, h]`` / pixel count where the mask was kept and
   ``null`` where the object is absent or the frame was filtered out; ``category_id``, ``iscrowd`` 0, and
