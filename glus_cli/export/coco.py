@@ -27,8 +27,6 @@ from glus_cli.export.instances import Instance, VideoExport
 from glus_cli.export.output import JsonArrayWriter
 
 ANNOTATIONS_FILE = "annotations/instances_default.json"
-COCO_POLYGON_OFFSET = 0.5
-"""Polygon vertices on pixel centres (COCO's pixel ``x`` spans ``[x, x + 1)``)."""
 
 
 class CocoExporter:
@@ -67,8 +65,7 @@ class CocoExporter:
         segmentation: Any = rle
         if self._polygons:
             segmentation = [
-                [round(float(v), 2) for v in polygon.ravel()]
-                for polygon in mask_polygons(instance.mask, COCO_POLYGON_OFFSET)
+                [round(float(v), 2) for v in polygon.ravel()] for polygon in mask_polygons(instance.mask)
             ]
         return {
             "id": self._annotations.count + 1,

@@ -4,14 +4,13 @@ Polygons come from OpenCV's contours (`cv2.findContours` with ``RETR_CCOMP``: ea
 and its holes). Polygon formats have no holes, so each hole is joined to its part's outline by a
 zero-width cut: the outline runs to the hole's nearest vertex, around the hole (OpenCV winds holes against
 their outline), and back. A rasteriser then leaves the hole empty apart from the pixels on the cut.
-A part too thin to give three contour points is written as the rectangle of its pixels.
+A part too thin to give three contour points is written as the rectangle through its pixels.
 
-Vertex coordinates: OpenCV's contour points are pixel indices. `cv2.fillPoly` (Ultralytics rasterises YOLO
-labels with it) fills exactly those pixels, so YOLO polygons keep them (`offset` 0). COCO's polygons live
-in continuous coordinates where pixel ``x`` spans ``[x, x + 1)``, so COCO polygons put each vertex on its
-pixel's centre (`offset` 0.5), which pycocotools rasterises closest to the mask; a polygon through
-border pixels' centres still loses up to half a pixel along the border (IoU 0.83 for a 10 x 10 square,
-more for larger masks), so RLE, the default, is the exact form.
+Vertex coordinates are continuous, pixel ``x`` spanning ``[x, x + 1)`` (COCO's convention), and each vertex
+sits on its contour pixel's centre, ``x + 0.5``. pycocotools rasterises such polygons closest to the mask,
+and Ultralytics, which truncates scaled coordinates to integers before `cv2.fillPoly`, fills back the
+contour pixels exactly. A polygon through the border pixels' centres still loses up to half a pixel along
+the border under pycocotools (IoU 0.83 for a 10 x 10 square, more for larger masks): RLE is the exact form.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 MIN_POLYGON_POINTS = 3
+PIXEL_CENTRE = 0.5
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -37,9 +37,9 @@ def rle_area_and_box(rle: dict[str, Any]) -> tuple[int, list[float]]:
     return int(mask_utils.area(encoded)), [float(v) for v in mask_utils.toBbox(encoded)]
 
 
-def mask_polygons(mask: np.ndarray, offset: float = 0.0) -> list[np.ndarray]:
+def mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
     """One polygon per connected part of a bool (H, W) mask, holes bridged in: float (K, 2) ``(x, y)``
-    vertices, K >= 3, shifted by `offset` pixels (see the module docstring)."""
+    vertices, K >= 3, on pixel centres (see the module docstring)."""
     contours, hierarchy = cv2.findContours(mask.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return []
@@ -55,16 +55,17 @@ def mask_polygons(mask: np.ndarray, offset: float = 0.0) -> list[np.ndarray]:
             if len(hole) >= MIN_POLYGON_POINTS:
                 outline = _bridge(outline, hole)
             child = links[child][0]
-        polygons.append(outline.astype(np.float64) + offset)
+        polygons.append(outline.astype(np.float64) + PIXEL_CENTRE)
     return polygons
 
 
 def _at_least_three(points: np.ndarray) -> np.ndarray:
-    """The contour, or the rectangle around its pixels when it is a dot or a line."""
+    """The contour, or for a dot or a line (fewer than three points) the rectangle through its pixels'
+    centres, which `cv2.fillPoly` fills back to exactly those pixels (pycocotools, to almost nothing)."""
     if len(points) >= MIN_POLYGON_POINTS:
         return points
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
-    return np.array([[x0, y0], [x1 + 1, y0], [x1 + 1, y1 + 1], [x0, y1 + 1]])
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
 def _bridge(outline: np.ndarray, hole: np.ndarray) -> np.ndarray:

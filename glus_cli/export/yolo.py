@@ -9,9 +9,10 @@ among them) pair them by file name alone. A frame without instances gets an empt
 Ultralytics reads as a background image.
 
 YOLO polygons have no holes and one polygon per line, so a mask with several parts gives one line per
-part, and holes are bridged into their part (`glus_cli.export.geometry`). Vertices are pixel indices, which
-`cv2.fillPoly`, Ultralytics' rasteriser, fills back exactly. ``data.yaml`` names the classes (category id
-- 1) and uses the same images for ``train`` and ``val``: split them as the training needs.
+part, and holes are bridged into their part (`glus_cli.export.geometry`). Vertices sit on pixel centres,
+which Ultralytics (truncating the scaled coordinates, then `cv2.fillPoly`) fills back to the contour
+pixels exactly. ``data.yaml`` names the classes
+(category id - 1) and uses the same images for ``train`` and ``val``: split them as the training needs.
 """
 
 from __future__ import annotations
