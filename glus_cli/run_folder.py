@@ -159,8 +159,10 @@ class RunFolder:
             InputError: the frames are not known or cannot be read.
         """
         if video.source is None:
+            where = "not recorded" if self.frames_root is None else f"not in {self.frames_root}"
             raise InputError(
-                f"{self.path} does not record where the frames of {video.name!r} are; pass --frames"
+                f"the frames of video {video.name!r} of {self.path} are {where}; pass --frames with the "
+                "folder that holds them"
             )
         return open_video(video.source, stride=self.stride, max_frames=self.max_frames)
 

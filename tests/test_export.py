@@ -327,3 +327,34 @@ def test_hostile_frame_names_are_refused(
     record_path.write_text(json.dumps(record))
     code, output = run_glus(["export", str(copy), "--to", "mots", "-o", str(tmp_path / "out")], capsys)
     assert code == 2 and "contains a path separator" in output
+
+
+def test_a_segment_run_of_a_video_file(tmp_path: Path) -> None:
+    """A `glus segment` layout (run.json, NN-<slug>/) whose source is a video file: frames become JPEGs."""
+    from glus_cli.testing.videos import write_synthetic_video
+
+    source = write_synthetic_video(tmp_path / "clip.mp4", 4, (48, 64))
+    run = tmp_path / "run"
+    folder = run / "00-the-dog"
+    folder.mkdir(parents=True)
+    (run / "run.json").write_text(
+        json.dumps({"command": "segment", "source": str(source), "protocol": {"stride": 2}})
+    )
+    mask = np.zeros((48, 64), bool)
+    mask[10:20, 5:30] = True
+    for frame in ("00000", "00002"):
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{frame}.png")
+    record = {"exp_id": "0", "text": "the dog", "frames_without_seg": [], "frames": ["00000", "00002"]}
+    (folder / "expression.json").write_text(
+        json.dumps({**record, "predicted_iou": [0.9, 0.8], "object_score": [1.0, 1.0]})
+    )
+    export(run, tmp_path / "coco", "coco")
+    coco = COCO(str(tmp_path / "coco" / "annotations" / "instances_default.json"))
+    images = coco.loadImgs(coco.getImgIds())
+    assert [image["file_name"] for image in images] == ["clip/00000.jpg", "clip/00002.jpg"]
+    assert all((tmp_path / "coco" / "images" / image["file_name"]).is_file() for image in images)
+    for annotation in coco.loadAnns(coco.getAnnIds()):
+        assert np.array_equal(coco.annToMask(annotation).astype(bool), mask)
+    export(run, tmp_path / "yolo", "yolo")
+    decoded = cv2.imread(str(tmp_path / "yolo" / "images" / "train" / "clip__00002.jpg"))
+    assert decoded.shape == (48, 64, 3)

@@ -101,7 +101,7 @@ class VideoExport:
 
     def image_file(self, index: int) -> Path | None:
         """The image file of presented frame `index`, or None where frames are decoded from a video file."""
-        return self.frames.paths[index] if isinstance(self.frames, ImageSequenceSource) else None
+        return frame_file(self.frames, index)
 
     def instances(self, track: Track) -> Iterator[Instance]:
         """The kept, non-empty masks of `track`, in frame order (each call reads the masks again).
@@ -148,6 +148,11 @@ class VideoExport:
             counts.dropped_low_object_score += 1
             return False
         return True
+
+
+def frame_file(frames: VideoSource, index: int) -> Path | None:
+    """The image file of presented frame `index` of `frames`, or None for a frame of a video file."""
+    return frames.paths[index] if isinstance(frames, ImageSequenceSource) else None
 
 
 def _size(shape: tuple[int, ...]) -> str:

@@ -19,13 +19,13 @@ from glus_cli import __version__
 from glus_cli.errors import InputError, OutputError
 from glus_cli.export.categories import Categories
 from glus_cli.export.coco import CocoExporter
-from glus_cli.export.instances import ExportCounts, Filters, Track, VideoExport
+from glus_cli.export.instances import ExportCounts, Filters, Track, VideoExport, frame_file
 from glus_cli.export.mots import MotsExporter
 from glus_cli.export.output import check_output, place_image, staged_output, write_json
 from glus_cli.export.yolo import YoloExporter
 from glus_cli.export.ytvis import YtvisExporter
-from glus_cli.run_folder import RunFolder, VideoRun, read_run_folder
-from glus_cli.video import ImageSequenceSource, VideoSource
+from glus_cli.run_folder import ExpressionRun, RunFolder, VideoRun, read_run_folder
+from glus_cli.video import VideoSource
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _check_scores(run: RunFolder, filters: Filters) -> None:
             )
 
 
-def _categories(options: ExportOptions, expressions: list) -> Categories:
+def _categories(options: ExportOptions, expressions: list[ExpressionRun]) -> Categories:
     if options.category is not None:
         return Categories.single(options.category, expressions)
     if options.categories_file is not None:
@@ -227,7 +227,7 @@ def _file_names(video: VideoRun, frames: VideoSource, staging: Path, options: Ex
     """
     names = []
     for index, name in enumerate(frames.frame_names):
-        image = frames.paths[index] if isinstance(frames, ImageSequenceSource) else None
+        image = frame_file(frames, index)
         if options.format in ("coco", "ytvis"):
             stem = staging / EXTRACTED_IMAGES / video.name / name
             names.append(f"{video.name}/{place_image(frames, index, image, stem, copy=options.copy)}")
