@@ -98,7 +98,12 @@ def export_command(
     )
     with progress_bar(quiet) as progress:
         bar = progress.add_task("exporting videos", total=None, unit="videos")
-        report = export_run(run, output, options, on_video=lambda _: progress.advance(bar))
+        report = export_run(
+            run,
+            output,
+            options,
+            progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
     counts = report.counts
     dropped = counts.dropped_no_seg + counts.dropped_low_iou + counts.dropped_low_object_score
     console.print(

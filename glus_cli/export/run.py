@@ -94,7 +94,7 @@ def check_format(name: str) -> str:
 
 
 def export_run(
-    run_path: Path, out: Path, options: ExportOptions, *, on_video: Callable[[str], None] | None = None
+    run_path: Path, out: Path, options: ExportOptions, *, progress: Callable[[int, int], None] | None = None
 ) -> ExportReport:
     """Export the run in `run_path` as `options.format` into the new folder `out`.
 
@@ -102,7 +102,7 @@ def export_run(
         run_path: a ``glus segment``, ``glus batch`` or ``glus keyframes`` output folder.
         out: the output folder (must not exist unless `options.force`).
         options: what to write.
-        on_video: called with each video's name once it is exported (progress).
+        progress: called with (videos done, videos to export) at the start and after each video.
 
     Raises:
         InputError: not a run folder, an unfinished expression with `options.strict`, missing scores for
@@ -127,11 +127,13 @@ def export_run(
         with staged_output(out, force=options.force) as staging:
             exporter = _exporter(fmt, staging, categories, options)
             tracks = _tracks(run, categories)
-            for video in run.videos:
-                if video.expressions:
-                    _export_video(run, video, tracks[video.name], staging, exporter, options, counts)
-                    if on_video is not None:
-                        on_video(video.name)
+            videos = [video for video in run.videos if video.expressions]
+            for done, video in enumerate(videos):
+                if progress is not None:
+                    progress(done, len(videos))
+                _export_video(run, video, tracks[video.name], staging, exporter, options, counts)
+            if progress is not None:
+                progress(len(videos), len(videos))
             files = exporter.finish()
             record = _record(run, fmt, options, categories, counts, files, exporter)
             write_json(staging / RECORD_FILE, record)
