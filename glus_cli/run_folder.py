@@ -63,24 +63,38 @@ class FrameAnswer:
 
 
 @dataclass(frozen=True)
+class FrameAnswers:
+    """One expression's answers, one per frame in the video's order, and whether SAM2 scores were recorded."""
+
+    answers: tuple[FrameAnswer, ...]
+    scores_recorded: bool
+
+
+@dataclass(frozen=True)
 class ExpressionRun:
-    """One finished expression folder.
+    """One finished expression folder. Its per-frame answers are read when asked for (`frame_answers`), so
+    that a batch of thousands of expressions is listed without holding every frame's record.
 
     Attributes:
         video: the video's name.
         exp_id: the expression id (the dataset's, or the order on the command line for ``segment``).
         text: the expression.
         folder: the expression's folder.
-        answers: one per frame, in the video's order.
-        scores_recorded: whether per-frame predicted IoU and object scores were recorded.
     """
 
     video: str
     exp_id: str
     text: str
     folder: Path
-    answers: tuple[FrameAnswer, ...]
-    scores_recorded: bool
+
+    def frame_answers(self) -> FrameAnswers:
+        """The model's answer for every frame, from ``expression.json`` (or, for records written before
+        per-frame scores were kept, its ``frames_without_seg``, ``confidence.json`` and the mask files).
+
+        Raises:
+            InputError: the record is malformed, or names a frame that cannot be a file name.
+        """
+        return _read_answers(self.folder)
 
     def masks(self) -> Iterator[tuple[FrameAnswer, np.ndarray]]:
         """Each frame's answer with its bool (H, W) mask, one frame at a time, in frame order.
@@ -88,10 +102,11 @@ class ExpressionRun:
         Raises:
             InputError: a frame's mask is missing or unreadable.
         """
+        answers = self.frame_answers().answers
         rle_path = self.folder / RLE_FILENAME
         if rle_path.is_file():
             document = read_json_object(rle_path, what="mask file ")
-            for answer in self.answers:
+            for answer in answers:
                 rle = document.get(answer.name)
                 if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
                     raise InputError(f"{rle_path} has no mask for frame {answer.name!r}")
@@ -104,7 +119,7 @@ class ExpressionRun:
             return
         palette = (self.folder / PALETTE_DIRNAME).is_dir() and not any(self.folder.glob("*.png"))
         folder = self.folder / PALETTE_DIRNAME if palette else self.folder
-        for answer in self.answers:
+        for answer in answers:
             path = child_path(folder, f"{answer.name}.png", source=self.folder / RECORD_NAME, entry="frame")
             yield answer, read_mask_png(path)
 
@@ -276,9 +291,17 @@ def _read_expression(video: str, folder: Path) -> ExpressionRun:
     record_path = folder / RECORD_NAME
     record = read_json_object(record_path, what="expression record ")
     try:
-        exp_id, text = str(record["exp_id"]), str(record["text"])
+        return ExpressionRun(video, str(record["exp_id"]), str(record["text"]), folder)
+    except KeyError as error:
+        raise InputError(f"{record_path} is not an expression record (no {error})") from error
+
+
+def _read_answers(folder: Path) -> FrameAnswers:
+    record_path = folder / RECORD_NAME
+    record = read_json_object(record_path, what="expression record ")
+    try:
         without_seg = {str(name) for name in record.get("frames_without_seg") or []}
-    except (KeyError, TypeError) as error:
+    except TypeError as error:
         raise InputError(f"{record_path} is not an expression record ({error})") from error
     frames = record.get("frames") or []
     ious = record.get("predicted_iou") or []
@@ -305,7 +328,7 @@ def _read_expression(video: str, folder: Path) -> ExpressionRun:
         name = checked_name(name, source=record_path, entry="frame")
         seg = name not in without_seg
         answers.append(FrameAnswer(name, seg, _number(iou) if seg else None, _number(score) if seg else None))
-    return ExpressionRun(video, exp_id, text, folder, tuple(answers), recorded)
+    return FrameAnswers(tuple(answers), recorded)
 
 
 def _mask_frame_names(folder: Path) -> list[str]:

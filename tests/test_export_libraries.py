@@ -285,7 +285,7 @@ def test_ultralytics_reads_our_yolo(which: str, request: pytest.FixtureRequest, 
         class_id = names.index(texts[(video, exp_id)])
         if seg and mask.any():
             expected[stem][class_id] = expected[stem].get(class_id, np.zeros_like(mask)) | mask
-    frames = sum(len(v.expressions[0].answers) for v in folder.videos)
+    frames = sum(len(v.expressions[0].frame_answers().answers) for v in folder.videos)
     assert len(found["frames"]) == frames  # every frame loaded, none corrupt
     # Polygons approximate masks: closely for the hand-made shapes; loosely for the tiny model's speckled
     # masks, whose one-pixel parts and holes polygons cannot follow.

@@ -169,7 +169,7 @@ def _check_scores(run: RunFolder, filters: Filters) -> None:
     if not filters.needs_scores:
         return
     for expression in run.expressions():
-        if not expression.scores_recorded:
+        if not expression.frame_answers().scores_recorded:
             raise InputError(
                 f"{expression.folder / 'expression.json'} records no per-frame SAM2 scores (written by an "
                 "older glus-cli), so --min-iou and --min-object-score cannot apply; rerun it or drop them"
