@@ -59,7 +59,7 @@ def export_command(
     ] = False,
     copy: Annotated[
         bool,
-        typer.Option(help="yolo, mots: copy the frames instead of linking them.", rich_help_panel=_LAYOUT),
+        typer.Option(help="Copy the frames into OUTPUT instead of linking them.", rich_help_panel=_LAYOUT),
     ] = False,
     frames: Annotated[
         Path | None,
