@@ -358,3 +358,24 @@ def test_a_segment_run_of_a_video_file(tmp_path: Path) -> None:
     export(run, tmp_path / "yolo", "yolo")
     decoded = cv2.imread(str(tmp_path / "yolo" / "images" / "train" / "clip__00002.jpg"))
     assert decoded.shape == (48, 64, 3)
+
+
+@pytest.mark.usefixtures("cli_environment")
+def test_records_without_per_frame_scores(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs written before per-frame scores were recorded export; the score filters say why they cannot."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    for path in copy.rglob("expression.json"):
+        record = json.loads(path.read_text())
+        for key in ("frames", "predicted_iou", "object_score"):
+            del record[key]
+        path.write_text(json.dumps(record))
+    record = export(copy, tmp_path / "coco", "coco")
+    assert record["counts"]["instances"] == len(kept(known_masks()))
+    assert record["counts"]["dropped_no_seg"] == 1  # from frames_without_seg
+    code, output = run_glus(
+        ["export", str(copy), "--to", "coco", "-o", str(tmp_path / "b"), "--min-iou", "0.5"], capsys
+    )
+    assert code == 2 and "records no per-frame SAM2 scores" in output
