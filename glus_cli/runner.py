@@ -66,6 +66,21 @@ class ExpressionOutcome:
     record; a frame's time is split evenly between the expressions segmented at it together."""
     overlay: dict[str, str] | None = None
     """The overlay video's ``file``, ``codec`` and ``container`` (None: no overlay asked for)."""
+    frames: list[str] = field(default_factory=list)
+    """The video's frame names (those of the mask files), in order; the per-frame lists follow it."""
+    predicted_iou: list[float | None] = field(default_factory=list)
+    """SAM2's predicted IoU of each frame's mask (None: no ``[SEG]``, the mask is blank)."""
+    object_score: list[float | None] = field(default_factory=list)
+    """SAM2's object-score logit of each frame (None: no ``[SEG]``)."""
+
+    def summary(self) -> dict[str, Any]:
+        """The record without the per-frame lists, as ``summary.json`` lists it (one line per expression)."""
+        return {key: value for key, value in asdict(self).items() if key not in PER_FRAME_FIELDS}
+
+
+PER_FRAME_FIELDS = ("frames", "predicted_iou", "object_score")
+"""`ExpressionOutcome` fields with one value per frame: in ``expression.json``, not in ``summary.json``.
+Records written before they existed lack them (read as empty lists)."""
 
 
 class ExpressionClock:
@@ -165,6 +180,8 @@ def segment_to_outputs(
         for job, out in zip(jobs, output_dirs, strict=True)
     ]
     ious: list[list[float]] = [[] for _ in jobs]
+    # Per frame, the last answer (a key frame is visited twice): SAM2's predicted IoU and object score.
+    scores: list[dict[int, tuple[float | None, float | None]]] = [{} for _ in jobs]
     previews = [PreviewSheet(video) for _ in jobs]
     clock = ExpressionClock(len(jobs))
     with ExitStack() as stack:
@@ -190,6 +207,9 @@ def segment_to_outputs(
             index = result.expression_index
             mask_writer.submit(writers[index].write, result.frame_index, result.mask)
             previews[index].add(result)
+            scores[index][result.frame_index] = (
+                (float(result.iou), float(result.object_score)) if result.is_seg else (None, None)
+            )
             if result.is_seg:
                 ious[index].append(result.iou)
             else:

@@ -17,6 +17,7 @@ from glus_cli.cli.batch import batch
 from glus_cli.cli.check import check
 from glus_cli.cli.console import configure_logging, error_console
 from glus_cli.cli.evaluate import evaluate_command
+from glus_cli.cli.export import export_command
 from glus_cli.cli.keyframes import keyframes
 from glus_cli.cli.log_options import DebugOption, VerboseOption, with_log_options
 from glus_cli.cli.models import download, models
@@ -41,6 +42,7 @@ app.command()(segment)
 app.command()(batch)
 app.command()(keyframes)
 app.command("eval")(evaluate_command)
+app.command("export")(export_command)
 app.command()(download)
 app.command()(models)
 app.command()(check)

@@ -181,7 +181,7 @@ def segment(
                         "frame_size": list(video.frame_size),
                     },
                 },
-                results={"expressions": [asdict(outcome) for outcome in outcomes]},
+                results={"expressions": [outcome.summary() for outcome in outcomes]},
                 model=None if glus is None else asdict(glus.info),
                 options=options,
                 settings=RunSettings(
