@@ -22,7 +22,6 @@ Ties go to the earliest frame (the official extractor keeps the last file of an 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from glus_cli.runner import Expression, is_complete
 if TYPE_CHECKING:
     from glus_cli.batch import KeyframeLookup
     from glus_cli.model.glus import GlusModel
-    from glus_cli.protocol import FrameResult, SegmentationOptions
+    from glus_cli.protocol import SegmentationOptions
     from glus_cli.video import VideoSource
 
 Ranking = Literal["ground_truth_iou", "model_confidence"]
@@ -76,13 +75,15 @@ class FrameConfidence:
     object_score: list[float | None]
 
     @classmethod
-    def from_results(cls, frame_names: Sequence[str], results: Mapping[int, FrameResult]) -> FrameConfidence:
-        """From the last `FrameResult` of each frame index."""
-        ordered = [results.get(index) for index in range(len(frame_names))]
+    def from_scores(
+        cls, frame_names: Sequence[str], scores: Mapping[int, tuple[float | None, float | None]]
+    ) -> FrameConfidence:
+        """From ``(predicted IoU, object score)`` by frame index (a missing index: no ``[SEG]``)."""
+        ordered = [scores.get(index, (None, None)) for index in range(len(frame_names))]
         return cls(
             list(frame_names),
-            [None if r is None or r.iou is None else float(r.iou) for r in ordered],
-            [None if r is None or r.object_score is None else float(r.object_score) for r in ordered],
+            [None if iou is None else float(iou) for iou, _ in ordered],
+            [None if obj is None else float(obj) for _, obj in ordered],
         )
 
     @classmethod
@@ -260,7 +261,6 @@ def run_keyframes(
     if scorer is not None:
         scorer.require(tasks)
     masks = out / MASKS_DIR
-    recorder = _ConfidenceRecorder(masks)
     report = run_batch(
         model,
         tasks,
@@ -269,7 +269,7 @@ def run_keyframes(
         options,
         stride=stride,
         max_frames=max_frames,
-        hooks=BatchHooks(_has_confidence, on_video, recorder.on_result, recorder.on_video_done),
+        hooks=BatchHooks(_has_confidence, on_video),  # `segment_to_outputs` writes the confidence
     )
     failed = {failure.video for failure in report.failures}
     records = [
@@ -373,23 +373,6 @@ def keyframe_for(
     if found is None:
         raise InputError(f"key frame {value!r} of {video_name}_{exp_id} is not one of the video's frames")
     return found
-
-
-class _ConfidenceRecorder:
-    """Keeps each pending expression's last frame results and writes them beside its masks."""
-
-    def __init__(self, masks: Path) -> None:
-        self._masks = masks
-        self._results: dict[str, dict[int, FrameResult]] = defaultdict(dict)
-
-    def on_result(self, task: VideoTask, job: Expression, video: VideoSource, result: FrameResult) -> None:
-        self._results[job.exp_id][result.frame_index] = result
-
-    def on_video_done(self, task: VideoTask, video: VideoSource, jobs: list[Expression]) -> None:
-        for job in jobs:
-            results = self._results.pop(job.exp_id, {})
-            confidence = FrameConfidence.from_results(video.frame_names, results)
-            confidence.write(self._masks / task.name / job.exp_id / CONFIDENCE_NAME)
 
 
 def _has_confidence(folder: Path) -> bool:

@@ -2,7 +2,9 @@
 
 Shared by `glus segment` and `glus batch`: frames are decoded once per video and shared by all of its
 expressions (see `pipeline.segment_video`); each expression's outputs go to its own folder and are
-closed atomically, followed by its `preview.jpg` contact sheet (whatever the formats). An expression's
+closed atomically, followed by its `preview.jpg` contact sheet and its `confidence.json` (SAM2's predicted
+IoU and object score of every frame, as `glus keyframes` records it; `glus report` charts it), whatever the
+formats. An expression's
 folder is complete when its `expression.json` record exists: that file is written last, after every mask
 file and the preview, so a run killed at any moment never leaves a folder that looks finished.
 """
@@ -104,6 +106,7 @@ def segment_to_outputs(
         for job, out in zip(jobs, output_dirs, strict=True)
     ]
     ious: list[list[float]] = [[] for _ in jobs]
+    scores: list[dict[int, tuple[float | None, float | None]]] = [{} for _ in jobs]  # the last per frame
     previews = [PreviewSheet(video) for _ in jobs]
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -127,6 +130,7 @@ def segment_to_outputs(
             index = result.expression_index
             mask_writer.submit(writers[index].write, result.frame_index, result.mask)
             previews[index].add(result)
+            scores[index][result.frame_index] = (result.iou, result.object_score)
             if result.is_seg:
                 ious[index].append(result.iou)
             else:
@@ -136,8 +140,10 @@ def segment_to_outputs(
             if on_step is not None:
                 on_step(index)
     elapsed = time.perf_counter() - started
-    for outcome, job_ious, out, writer_set, preview in zip(
-        outcomes, ious, output_dirs, writers, previews, strict=True
+    from glus_cli.keyframes import CONFIDENCE_NAME, FrameConfidence  # keyframes imports this module
+
+    for outcome, job_ious, out, writer_set, preview, frame_scores in zip(
+        outcomes, ious, output_dirs, writers, previews, scores, strict=True
     ):
         outcome.mean_predicted_iou = sum(job_ious) / len(job_ious) if job_ious else None
         outcome.seconds = round(elapsed / len(jobs), 3)
@@ -150,5 +156,6 @@ def segment_to_outputs(
             )
         outcome.overlay = None if writer_set.overlay is None else writer_set.overlay.record()
         preview.write(out / PREVIEW_FILENAME)
+        FrameConfidence.from_scores(video.frame_names, frame_scores).write(out / CONFIDENCE_NAME)
         write_json_atomic(out / RECORD_NAME, asdict(outcome))
     return outcomes

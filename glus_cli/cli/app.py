@@ -18,6 +18,7 @@ from glus_cli.cli.console import configure_logging, error_console
 from glus_cli.cli.evaluate import evaluate_command
 from glus_cli.cli.keyframes import keyframes
 from glus_cli.cli.models import download, models
+from glus_cli.cli.report import report
 from glus_cli.cli.segment import segment
 from glus_cli.cli.usage import usage_message
 from glus_cli.errors import GlusError, OutputError, ResourceError, one_line
@@ -39,6 +40,7 @@ app.command()(segment)
 app.command()(batch)
 app.command()(keyframes)
 app.command("eval")(evaluate_command)
+app.command()(report)
 app.command()(download)
 app.command()(models)
 

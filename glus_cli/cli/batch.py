@@ -29,6 +29,7 @@ from glus_cli.cli.options import (
     option_groups,
 )
 from glus_cli.cli.ray_batch import run_on_ray_with_progress, worker_spec
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -86,6 +87,7 @@ def batch(
         ),
     ] = None,
     quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
 
@@ -169,4 +171,5 @@ def batch(
         )
         console.print(table)
     console.print(f"[green]wrote[/] {out}")
+    write_run_report(out, not no_report)
     report_failures(report)

@@ -19,6 +19,7 @@ from glus_cli.cli.options import (
     ResumableOutputDirOption,
     option_groups,
 )
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import load_with_progress, progress_bar, report_failures, video_progress
 from glus_cli.ground_truth import Layout
 from glus_cli.keyframes import ground_truth_scores, run_keyframes
@@ -46,6 +47,7 @@ def keyframes(
     output_dir: ResumableOutputDirOption = None,
     protocol: ProtocolArgs,
     quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Run GLUS on every (video, expression), score each frame, and export the key frame of each.
 
@@ -101,4 +103,5 @@ def keyframes(
                 f"some of their frames were not segmented (first: {escape(labels.unlabelled[0])})",
                 highlight=False,
             )
+    write_run_report(out, not no_report)
     report_failures(run.report)

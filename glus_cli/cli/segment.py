@@ -21,6 +21,7 @@ from glus_cli.cli.options import (
     default_formats,
     option_groups,
 )
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -75,6 +76,7 @@ def segment(
         ),
     ] = None,
     quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
 
@@ -195,3 +197,4 @@ def segment(
             )
         console.print(table)
     console.print(f"[green]wrote[/] {out}")
+    write_run_report(out, not no_report)
