@@ -13,7 +13,10 @@ from glus_cli.report import REPORT_NAME, GroundTruth, write_report
 from glus_cli.report.gather import REPORT_FILES_DIR
 from glus_cli.report.page import render
 from glus_cli.testing.runs import write_batch_run, write_truth_tree
+from glus_cli.testing.videos import write_synthetic_video
 from tests.cli_helpers import run_glus
+
+pytest_plugins = ["tests.cli_fixtures"]
 
 EXPRESSIONS = {"vidA": ["the red circle", "the circle on the left"], "vidB": ["the ball"]}
 
@@ -149,3 +152,39 @@ def test_glus_report_on_a_missing_folder_is_one_error_line(
     code, output = run_glus(["report", str(tmp_path / "nowhere")], capsys)
     assert code != 0
     assert "error:" in output and "nowhere" in output and "Traceback" not in output
+
+
+def test_a_bare_mask_tree_and_a_keyframes_folder_are_reported(tmp_path: Path) -> None:
+    tree = write_truth_tree(tmp_path / "tree", EXPRESSIONS)  # predictions of another tool: PNGs only
+    truth = write_truth_tree(tmp_path / "truth", EXPRESSIONS)
+    data = page_data(write_report(tree, ground_truth=GroundTruth(truth)))
+    assert data["layout"] == "masks" and data["partial"] == []
+    assert all(row["done"] and row["record"] is None for row in data["expressions"])
+    assert data["evaluation"]["overall"]["JF"] == 1.0
+
+    keyframes = tmp_path / "kf"
+    write_batch_run(keyframes / "masks", EXPRESSIONS, summary=False)
+    (keyframes / "keyframes.json").write_text("{}")
+    data = page_data(write_report(keyframes))
+    assert data["layout"] == "keyframes" and data["partial"] == []
+    assert data["expressions"][0]["dir"] == "masks/vidA/0/"
+
+
+def test_no_report_leaves_no_page(
+    cli_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    video = write_synthetic_video(tmp_path / "clip.mp4", 4, size=(48, 64))
+    common = ["--model", str(cli_checkpoint), "--device", "cpu", "--quiet"]
+    code, output = run_glus(
+        ["segment", str(video), "the dog", "-o", "without", "--no-report", *common], capsys
+    )
+    assert code == 0, output
+    assert (tmp_path / "without" / "00-the-dog" / "expression.json").is_file()
+    assert not (tmp_path / "without" / REPORT_NAME).exists()
+    code, output = run_glus(["segment", str(video), "the dog", "-o", "with", *common], capsys)
+    assert code == 0, output
+    data = page_data(tmp_path / "with" / REPORT_NAME)
+    assert data["layout"] == "segment" and data["partial"] == []
+    assert [row["text"] for row in data["expressions"]] == ["the dog"]
+    assert data["expressions"][0]["series"]["frames"] == ["00000", "00001", "00002", "00003"]

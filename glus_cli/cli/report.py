@@ -33,13 +33,11 @@ def write_run_report(out: Path, enabled: bool, **kwargs: object) -> None:
     if not enabled:
         return
     try:
-        path = write_report(out, **kwargs)  # type: ignore[arg-type]
+        write_report(out, **kwargs)  # type: ignore[arg-type]
     except GlusError as error:
         error_console.print(
             f"[yellow]warning:[/] report.html not written: {escape(one_line(error))}", highlight=False
         )
-        return
-    console.print(f"[green]report[/] {escape(str(path))}", highlight=False)
 
 
 def report(

@@ -120,7 +120,8 @@ def find_expressions(root: Path) -> tuple[str, list[ExpressionEntry]]:
     """The run's kind of layout and its expression folders, finished or not, in natural order.
 
     Returns:
-        ``("segment" | "batch" | "keyframes", entries)``; the layout is "batch" when nothing is found.
+        ``("segment" | "batch" | "keyframes", entries)``, or ``("masks", entries)`` for a bare mask tree
+        ``<video>/<exp_id>/<frame>.png`` without records (predictions of another tool, scored by glus eval).
     """
     layouts = (
         ("keyframes", root / MASKS_DIR, 2),
@@ -133,7 +134,7 @@ def find_expressions(root: Path) -> tuple[str, list[ExpressionEntry]]:
         records = sorted(base.glob("/".join(["*"] * depth) + "/" + RECORD_NAME))
         if records or (layout == "segment" and (root / RUN_RECORD_NAME).is_file()):
             return layout, _entries(root, base, depth)
-    return "batch", []
+    return "masks", _entries(root, root, 2)
 
 
 def _entries(root: Path, base: Path, depth: int) -> list[ExpressionEntry]:
@@ -201,7 +202,7 @@ def gather(
         video = entry.video or video_name
         key = (video, entry.exp_id)
         seen.add(key)
-        expressions.append(_expression(root, entry, video, evaluation, worst.get(key, [])))
+        expressions.append(_expression(root, layout, entry, video, evaluation, worst.get(key, [])))
     if evaluation is not None:  # scored expressions without a prediction folder (they score 0)
         for (video, exp_id), (text, scores) in evaluation.rows.items():
             if (video, exp_id) not in seen:
@@ -234,6 +235,7 @@ def gather(
 
 def _expression(
     root: Path,
+    layout: str,
     entry: ExpressionEntry,
     video: str,
     evaluation: Evaluation | None,
@@ -253,7 +255,7 @@ def _expression(
         "video": video,
         "exp_id": entry.exp_id,
         "text": text,
-        "done": entry.record is not None,
+        "done": entry.record is not None or layout == "masks",
         "dir": url(folder) + "/" if str(folder) != "." else "./",
         "record": url(folder / RECORD_NAME) if entry.record is not None else None,
         "overlay": None if overlay is None else url(folder / overlay),
@@ -332,6 +334,8 @@ def _partial_reasons(
     run_record: Mapping[str, Any] | None,
 ) -> list[str]:
     """Why the run is not finished (empty when it is)."""
+    if layout == "masks":  # no records to tell
+        return []
     reasons = []
     unfinished = [entry for entry in entries if entry.record is None]
     if unfinished:
@@ -371,6 +375,8 @@ def _title(root: Path, layout: str, video_name: str, summary: Mapping[str, Any] 
         return f"glus segment: {video_name or root.name}"
     if layout == "keyframes":
         return f"glus keyframes: {root.resolve().name}"
+    if layout == "masks":
+        return f"masks: {root.resolve().name}"
     command = (summary or {}).get("command", "batch")
     return f"glus {command}: {root.resolve().name}"
 

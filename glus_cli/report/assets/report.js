@@ -19,7 +19,7 @@
       else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
       else node.setAttribute(key, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -29,7 +29,7 @@
   function svg(tag, attrs, ...children) {
     const node = document.createElementNS(SVGNS, tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -143,14 +143,15 @@
 
   // ---------------------------------------------------------------- the table
   const COLUMNS = [
-    { key: "video", title: "Video", get: (r) => r.video, text: true },
+    DATA.layout === "segment" ? null : { key: "video", title: "Video", get: (r) => r.video, text: true },
     { key: "exp_id", title: "Exp", get: (r) => r.exp_id, text: true },
     { key: "text", title: "Expression", get: (r) => r.text, text: true, cls: "text" },
     { key: "frames", title: "Frames", get: (r) => r.frames, num: true },
     { key: "seconds", title: "Seconds", get: (r) => r.seconds, num: true, show: (v) => fixed(v, 1) },
-    { key: "no_seg", title: "No [SEG]", get: (r) => (r.done ? r.no_seg.length : null), num: true },
+    { key: "no_seg", title: "No [SEG]", get: (r) => (r.record ? r.no_seg.length : null), num: true },
     { key: "iou", title: "Pred. IoU", get: (r) => r.iou, num: true, show: (v) => fixed(v, 3) },
   ];
+  if (COLUMNS[0] === null) COLUMNS.shift(); // one video: no column for it
   if (SCORED) {
     COLUMNS.push(
       { key: "J", title: "J %", get: (r) => (r.scores ? r.scores.J : null), num: true, score: "J" },
@@ -287,7 +288,7 @@
           : el("div", { class: "placeholder" }, "no contact sheet yet")));
     }
     if (row.series) article.append(chart(row));
-    if (row.done) {
+    if (row.record) {
       article.append(el("div", { class: "noseg" },
         row.no_seg.length
           ? [el("strong", {}, `Frames without [SEG] (${row.no_seg.length}): `), row.no_seg.map((name) => el("span", { class: "chip" }, name))]
