@@ -98,7 +98,12 @@
     box.append(stats);
     if (SCORED) {
       const ev = DATA.evaluation;
-      const scores = el("div", { class: "scores" }, histogram());
+      const worst = ROWS.filter((row) => row.scores).sort((a, b) => a.scores.JF - b.scores.JF || a.index - b.index).slice(0, 6);
+      const scores = el("div", { class: "scores" }, histogram(),
+        el("div", { class: "card worst-list" }, el("h2", {}, "Lowest J&F"),
+          el("ol", {}, worst.map((row) => el("li", {},
+            el("a", { href: "#exp-" + row.index, onclick: (event) => { event.preventDefault(); openSection(row.index); } }, label(row)),
+            " ", el("span", { class: "muted" }, row.text), " ", el("strong", {}, row.scores.text.JF + "%"))))));
       if (ev.warnings.length) {
         scores.append(el("div", { class: "card", style: "flex: 1 1 320px" }, el("h2", {}, "glus eval warnings (" + ev.warnings.length + ")"),
           el("ul", { class: "muted" }, ev.warnings.slice(0, 8).map((w) => el("li", {}, w))),
@@ -350,7 +355,7 @@
       const anchor = n > 1 && i === 0 ? "start" : "middle";
       root.append(svg("text", { x: x(i), y: H - 4, "text-anchor": anchor, "font-size": 10, fill: "#667085" }, s.frames[i]));
     }
-    if (n > 1 && (n - 1) % every >= every / 2) { // the last frame, unless a tick is close to it
+    if (n > 1 && (n - 1) % every > every / 2) { // the last frame, unless a tick is close to it
       root.append(svg("text", { x: x(n - 1), y: H - 4, "text-anchor": "end", "font-size": 10, fill: "#667085" }, s.frames[n - 1]));
     }
     const cursor = svg("line", { y1: top, y2: stripY + stripH, stroke: "#1d2330", "stroke-width": 1, visibility: "hidden" });
