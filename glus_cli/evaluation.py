@@ -67,6 +67,8 @@ class ExpressionScore:
     j: float
     f: float
     n_frames: int
+    frame_j: tuple[float, ...] = field(default=(), compare=False, repr=False)
+    """J of each ground-truth frame, in order (empty for a video without predictions); not in the files."""
 
     @property
     def jf(self) -> float:
@@ -325,6 +327,7 @@ def _score_expression(
         float(np.mean(j_values)),
         float(np.mean(f_values)),
         len(task.frames),
+        tuple(float(value) for value in j_values),
     )
     where = f"{task.video}/{task.exp_id}"
     if not folder.is_dir():

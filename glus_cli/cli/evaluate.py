@@ -89,6 +89,7 @@ def evaluate_command(
 
     Empty masks follow the MeViS code: an empty prediction of an empty ground truth scores J = F = 1. A
     video with no prediction folder scores 0; a missing frame PNG counts as an empty mask (warned).
+    PREDICTIONS/report.html then shows the scores, worst first, with each expression's worst frames.
 
     Example:
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from glus_cli.errors import InputError
 from glus_cli.evaluation import EvaluationResult, evaluate
-from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
+from glus_cli.ground_truth import Layout, load_ground_truth
 from glus_cli.json_files import read_json_object
 from glus_cli.report.gather import EVAL_NAME, Evaluation, Scores, gather
 from glus_cli.report.page import write_page
-from glus_cli.report.thumbnails import make_worst_frames, read_worst
+from glus_cli.report.thumbnails import Worst, make_worst_frames, read_worst
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def write_report(
     if not root.is_dir():
         raise InputError(f"{root} is not a folder")
     started = time.perf_counter()
-    tasks: list[ExpressionTask] | None = None
+    worst = read_worst(root)
     if ground_truth is not None:
         if result is None:
             result = evaluate(
@@ -83,22 +83,28 @@ def write_report(
                 workers=workers,
                 progress=progress,
             )
-        _, tasks = load_ground_truth(
-            ground_truth.root, layout=ground_truth.layout, meta_path=ground_truth.meta
-        )
+        worst = _worst_frames(root, ground_truth, result, progress)
     if result is not None:
         evaluation: Evaluation | None = from_result(result)
     elif (root / EVAL_NAME).is_file():
         evaluation = Evaluation.from_document(read_json_object(root / EVAL_NAME), root / EVAL_NAME)
     else:
         evaluation = None
-    if tasks is not None:
-        total = len(tasks)
-        worst = make_worst_frames(
-            root, tasks, progress=None if progress is None else lambda done: progress(done, total)
-        )
-    else:
-        worst = read_worst(root)
     path = write_page(root, gather(root, evaluation, worst))
     logger.info("wrote %s in %.2f s", path, time.perf_counter() - started)
     return path
+
+
+def _worst_frames(
+    root: Path,
+    ground_truth: GroundTruth,
+    result: EvaluationResult,
+    progress: Callable[[int, int], None] | None,
+) -> Worst:
+    """Draw the worst frames `result` found (those not drawn yet) from the ground truth's masks."""
+    _, tasks = load_ground_truth(ground_truth.root, layout=ground_truth.layout, meta_path=ground_truth.meta)
+    frame_j = {(score.video, score.exp_id): score.frame_j for score in result.per_expression}
+    total = len(tasks)
+    return make_worst_frames(
+        root, tasks, frame_j, progress=None if progress is None else lambda done: progress(done, total)
+    )

@@ -1,8 +1,9 @@
 """Worst frames of each scored expression as prediction | ground truth | difference JPEG thumbnails.
 
 For every expression of the ground truth that has a prediction folder, the frames are ranked by J (region
-IoU, `glus_cli.evaluation.FrameMasks.region_similarity`, the per-frame value `glus eval` averages) and the
-`WORST_COUNT` lowest below 1 are drawn, each as one JPEG of three panels `THUMB_HEIGHT` pixels high:
+IoU, the per-frame values `glus_cli.evaluation.evaluate` averages, `ExpressionScore.frame_j`) and the
+`WORST_COUNT` lowest below 1 are drawn, each as one JPEG of three panels `THUMB_HEIGHT` pixels high (only
+those frames are read again):
 
 - the prediction and the ground truth, white on dark grey;
 - their difference: both (green), predicted only (red, a false positive), truth only (blue, a miss).
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def read_worst(root: Path) -> Worst:
 def make_worst_frames(
     root: Path,
     tasks: Iterable[ExpressionTask],
+    frame_j: Mapping[tuple[str, str], Sequence[float]],
     *,
     progress: Callable[[int], None] | None = None,
 ) -> Worst:
@@ -78,6 +80,8 @@ def make_worst_frames(
     Args:
         root: the run folder (predictions ``<video>/<exp_id>/<frame>.png``).
         tasks: the ground truth's expressions (`glus_cli.ground_truth.load_ground_truth`).
+        frame_j: (video, exp_id) -> J of each of the task's frames, as `glus_cli.evaluation.evaluate`
+            measured them; a task without them gets no thumbnails.
         progress: called with the number of expressions handled so far.
 
     Raises:
@@ -90,9 +94,10 @@ def make_worst_frames(
     for done, task in enumerate(tasks, start=1):
         key = (task.video, task.exp_id)
         folder = child_path(root, task.video, task.exp_id, source="the ground truth", entry="expression")
-        if folder.is_dir() and not _made(root, worst.get(key)):
+        values = frame_j.get(key, ())
+        if folder.is_dir() and len(values) == len(task.frames) and not _made(root, worst.get(key)):
             target = child_path(base, task.video, task.exp_id, source="the ground truth", entry="expression")
-            worst[key] = _draw_expression(root, task, folder, target)
+            worst[key] = _draw_expression(root, task, values, folder, target)
             changed = True
         if progress is not None:
             progress(done)
@@ -110,14 +115,11 @@ def _made(root: Path, items: list[dict[str, Any]] | None) -> bool:
     return all((root / Path(*str(item.get("file", "")).split("/"))).is_file() for item in items)
 
 
-def _draw_expression(root: Path, task: ExpressionTask, folder: Path, target: Path) -> list[dict[str, Any]]:
-    """Rank the expression's frames by J, draw the worst, return their index entries."""
-    ranked = sorted(
-        (
-            (masks.region_similarity(), index, masks.frame)
-            for index, masks in enumerate(paired_masks(task, folder))
-        ),
-    )
+def _draw_expression(
+    root: Path, task: ExpressionTask, frame_j: Sequence[float], folder: Path, target: Path
+) -> list[dict[str, Any]]:
+    """Draw the expression's frames of lowest J, return their index entries."""
+    ranked = sorted(zip(frame_j, range(len(frame_j)), task.frames, strict=True))
     chosen = [(j, frame) for j, _, frame in ranked[:WORST_COUNT] if j < 1.0]
     if not chosen:
         return []
