@@ -188,3 +188,16 @@ def test_no_report_leaves_no_page(
     assert data["layout"] == "segment" and data["partial"] == []
     assert [row["text"] for row in data["expressions"]] == ["the dog"]
     assert data["expressions"][0]["series"]["frames"] == ["00000", "00001", "00002", "00003"]
+
+
+def test_a_record_with_odd_values_still_gives_a_page(tmp_path: Path) -> None:
+    run = write_batch_run(tmp_path / "run", EXPRESSIONS)
+    path = run / "vidA" / "0" / "expression.json"
+    record = json.loads(path.read_text())
+    record.update(mean_predicted_iou=float("nan"), seconds="slow")
+    path.write_text(json.dumps(record))  # Python writes NaN, which JSON has not
+    (run / "vidB" / "0" / "confidence.json").write_text("{not json")
+    data = page_data(write_report(run))
+    rows = {(row["video"], row["exp_id"]): row for row in data["expressions"]}
+    assert rows["vidA", "0"]["iou"] is None and rows["vidA", "0"]["seconds"] is None
+    assert rows["vidB", "0"]["series"] is None and rows["vidB", "0"]["done"]

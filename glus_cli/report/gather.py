@@ -13,6 +13,7 @@ folder is copied to. Nothing is written here: records are only read.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -260,11 +261,11 @@ def _expression(
         "record": url(folder / RECORD_NAME) if entry.record is not None else None,
         "overlay": None if overlay is None else url(folder / overlay),
         "preview": url(folder / PREVIEW_FILENAME) if (entry.folder / PREVIEW_FILENAME).is_file() else None,
-        "frames": record.get("num_frames"),
-        "seconds": record.get("seconds"),
-        "keyframe": record.get("keyframe"),
+        "frames": _number(record.get("num_frames")),
+        "seconds": _number(record.get("seconds")),
+        "keyframe": _number(record.get("keyframe")),
         "no_seg": without_seg,
-        "iou": record.get("mean_predicted_iou"),
+        "iou": _number(record.get("mean_predicted_iou")),
         "series": _series(confidence, without_seg),
         "scores": None if scored is None else scored[1].as_dict(),
         "worst": worst,
@@ -305,6 +306,13 @@ def _overlay(folder: Path, record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _number(value: object, digits: int | None = None) -> float | int | None:
+    """A finite number from a record (rounded to `digits`), else None: the page's JSON has no NaN."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value if digits is None else round(float(value), digits)
+
+
 def _series(confidence: Mapping[str, Any] | None, without_seg: Iterable[str]) -> dict[str, Any] | None:
     """Per-frame chart data: names, predicted IoU, object score (3 decimals) and the [SEG] answer."""
     if confidence is None:
@@ -320,8 +328,8 @@ def _series(confidence: Mapping[str, Any] | None, without_seg: Iterable[str]) ->
     missing = set(without_seg)
     return {
         "frames": frames,
-        "iou": [None if value is None else round(float(value), 3) for value in ious],
-        "object": [None if value is None else round(float(value), 3) for value in objects],
+        "iou": [_number(value, 3) for value in ious],
+        "object": [_number(value, 3) for value in objects],
         "seg": [int(name not in missing and iou is not None) for name, iou in zip(frames, ious, strict=True)],
     }
 
