@@ -168,6 +168,9 @@ def test_a_bare_mask_tree_and_a_keyframes_folder_are_reported(tmp_path: Path) ->
     data = page_data(write_report(keyframes))
     assert data["layout"] == "keyframes" and data["partial"] == []
     assert data["expressions"][0]["dir"] == "masks/vidA/0/"
+    data = page_data(write_report(keyframes, ground_truth=GroundTruth(truth)))  # scores masks/
+    assert data["evaluation"]["n_expressions"] == 3
+    assert data["expressions"][0]["worst"][0]["src"].startswith("report_files/worst/vidA/0/")
 
 
 def test_no_report_leaves_no_page(

@@ -12,7 +12,8 @@ from glus_cli.errors import InputError
 from glus_cli.evaluation import EvaluationResult, evaluate
 from glus_cli.ground_truth import Layout, load_ground_truth
 from glus_cli.json_files import read_json_object
-from glus_cli.report.gather import EVAL_NAME, Evaluation, Scores, gather
+from glus_cli.keyframes import MASKS_DIR
+from glus_cli.report.gather import EVAL_NAME, Evaluation, Scores, find_expressions, gather
 from glus_cli.report.page import write_page
 from glus_cli.report.thumbnails import Worst, make_worst_frames, read_worst
 
@@ -26,6 +27,11 @@ class GroundTruth:
     root: Path
     layout: Layout | None = None
     meta: Path | None = None
+
+
+def predictions_root(root: Path) -> Path:
+    """Where a run folder's predictions ``<video>/<exp_id>/<frame>.png`` are (``masks/`` for keyframes)."""
+    return root / MASKS_DIR if find_expressions(root)[0] == "keyframes" else root
 
 
 def from_result(result: EvaluationResult) -> Evaluation:
@@ -74,16 +80,17 @@ def write_report(
     started = time.perf_counter()
     worst = read_worst(root)
     if ground_truth is not None:
+        predictions = predictions_root(root)
         if result is None:
             result = evaluate(
-                root,
+                predictions,
                 ground_truth.root,
                 layout=ground_truth.layout,
                 meta_path=ground_truth.meta,
                 workers=workers,
                 progress=progress,
             )
-        worst = _worst_frames(root, ground_truth, result, progress)
+        worst = _worst_frames(root, predictions, ground_truth, result, progress)
     if result is not None:
         evaluation: Evaluation | None = from_result(result)
     elif (root / EVAL_NAME).is_file():
@@ -97,6 +104,7 @@ def write_report(
 
 def _worst_frames(
     root: Path,
+    predictions: Path,
     ground_truth: GroundTruth,
     result: EvaluationResult,
     progress: Callable[[int, int], None] | None,
@@ -106,5 +114,9 @@ def _worst_frames(
     frame_j = {(score.video, score.exp_id): score.frame_j for score in result.per_expression}
     total = len(tasks)
     return make_worst_frames(
-        root, tasks, frame_j, progress=None if progress is None else lambda done: progress(done, total)
+        root,
+        predictions,
+        tasks,
+        frame_j,
+        progress=None if progress is None else lambda done: progress(done, total),
     )

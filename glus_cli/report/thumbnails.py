@@ -70,15 +70,17 @@ def read_worst(root: Path) -> Worst:
 
 def make_worst_frames(
     root: Path,
+    predictions: Path,
     tasks: Iterable[ExpressionTask],
     frame_j: Mapping[tuple[str, str], Sequence[float]],
     *,
     progress: Callable[[int], None] | None = None,
 ) -> Worst:
-    """Draw the worst frames of each task with a prediction folder under `root`, once; return them all.
+    """Draw the worst frames of each task with a prediction folder, once, into `root`; return them all.
 
     Args:
-        root: the run folder (predictions ``<video>/<exp_id>/<frame>.png``).
+        root: the run folder.
+        predictions: its predictions ``<video>/<exp_id>/<frame>.png`` (`root`, or its ``masks/``).
         tasks: the ground truth's expressions (`glus_cli.ground_truth.load_ground_truth`).
         frame_j: (video, exp_id) -> J of each of the task's frames, as `glus_cli.evaluation.evaluate`
             measured them; a task without them gets no thumbnails.
@@ -93,7 +95,9 @@ def make_worst_frames(
     changed = False
     for done, task in enumerate(tasks, start=1):
         key = (task.video, task.exp_id)
-        folder = child_path(root, task.video, task.exp_id, source="the ground truth", entry="expression")
+        folder = child_path(
+            predictions, task.video, task.exp_id, source="the ground truth", entry="expression"
+        )
         values = frame_j.get(key, ())
         if folder.is_dir() and len(values) == len(task.frames) and not _made(root, worst.get(key)):
             target = child_path(base, task.video, task.exp_id, source="the ground truth", entry="expression")
