@@ -150,7 +150,7 @@
   const COLUMNS = [
     DATA.layout === "segment" ? null : { key: "video", title: "Video", get: (r) => r.video, text: true },
     { key: "exp_id", title: "Exp", get: (r) => r.exp_id, text: true },
-    { key: "text", title: "Expression", get: (r) => r.text, text: true, cls: "text" },
+    { key: "text", title: "Expression", get: (r) => r.text || (r.done ? "" : "(unfinished)"), text: true, cls: "text" },
     { key: "frames", title: "Frames", get: (r) => r.frames, num: true },
     { key: "seconds", title: "Seconds", get: (r) => r.seconds, num: true, show: (v) => fixed(v, 1) },
     { key: "no_seg", title: "No [SEG]", get: (r) => (r.record ? r.no_seg.length : null), num: true },
@@ -233,7 +233,9 @@
           return cell;
         }));
       if (!row.done) tr.classList.add("muted");
+      tr.tabIndex = 0; // rows open from the keyboard too
       tr.addEventListener("click", () => openSection(row.index));
+      tr.addEventListener("keydown", (event) => { if (event.key === "Enter") openSection(row.index); });
       return tr;
     }));
     if (!shown.length) body.append(el("tr", {}, el("td", { colspan: COLUMNS.length, class: "empty" }, "No expression matches.")));
