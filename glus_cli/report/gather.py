@@ -52,15 +52,8 @@ class Scores:
 
     def as_dict(self) -> dict[str, Any]:
         """Values, and the same values in percent with `digits` decimals as `glus eval` shows them."""
-        return {
-            "J": self.j,
-            "F": self.f,
-            "JF": self.jf,
-            "text": {key: f"{100 * value:.{self.digits}f}" for key, value in self._values().items()},
-        }
-
-    def _values(self) -> dict[str, float]:
-        return {"J": self.j, "F": self.f, "JF": self.jf}
+        values = {"J": self.j, "F": self.f, "JF": self.jf}
+        return {**values, "text": {key: f"{100 * value:.{self.digits}f}" for key, value in values.items()}}
 
 
 @dataclass
