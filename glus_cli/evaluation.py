@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("video", "exp_id", "expression", "J", "F", "J&F", "n_frames")
 """Column names of the CSV rows and of the per-expression JSON rows."""
+REPORT_FILES_DIR = "report_files"
+"""The folder of `report.html`'s own files (`glus_cli.report`) in a run folder: never a video."""
 
 
 @dataclass(frozen=True)
@@ -362,7 +364,11 @@ def _match_prediction_videos(
             warnings.append(f"{video}: no prediction folder, its {count} expressions score J = F = 0")
     known = set(videos)
     extra = sorted(
-        (path.name for path in pred_dir.iterdir() if path.is_dir() and path.name not in known),
+        (
+            path.name
+            for path in pred_dir.iterdir()
+            if path.is_dir() and path.name not in known and path.name != REPORT_FILES_DIR
+        ),
         key=natural_key,
     )
     if extra:

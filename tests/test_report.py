@@ -89,6 +89,7 @@ def test_a_ground_truth_draws_the_worst_frames_once(scored_run: tuple[Path, Path
     write_report(run, ground_truth=GroundTruth(truth))
     assert first.stat().st_mtime_ns == made  # not drawn again
     assert snapshot(run) == before  # no mask or record changed
+    assert evaluate(run, truth).warnings == []  # report_files/ is no prediction folder to warn about
 
 
 def test_an_unfinished_run_is_marked_partial(tmp_path: Path) -> None:

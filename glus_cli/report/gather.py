@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from glus_cli import __version__
 from glus_cli.errors import GlusError, InputError
+from glus_cli.evaluation import REPORT_FILES_DIR
 from glus_cli.json_files import read_json_object
 from glus_cli.keyframes import CONFIDENCE_NAME, MASKS_DIR
 from glus_cli.outputs import OVERLAY_FILENAME
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 SUMMARY_NAME = "summary.json"
 SHARD_SUMMARY_GLOB = "summary.shard-*-of-*.json"
 EVAL_NAME = "eval.json"
-REPORT_FILES_DIR = "report_files"
-"""The report's own files (the worst-frame thumbnails), beside ``report.html``."""
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi")
 """Overlay containers, preferred first (see `glus_cli.overlay`)."""
 
