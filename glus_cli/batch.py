@@ -127,7 +127,7 @@ class BatchReport:
             "expressions_skipped": len(self.skipped),
             "skipped": self.skipped,
             "failures": [asdict(failure) for failure in self.failures],
-            "outcomes": [outcome.summary() for outcome in self.outcomes],
+            "outcomes": [asdict(outcome) for outcome in self.outcomes],
         }
 
 

@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 COLUMNS = ("video", "exp_id", "expression", "J", "F", "J&F", "n_frames")
 """Column names of the CSV rows and of the per-expression JSON rows."""
+REPORT_FILES_DIR = "report_files"
+"""The folder of `report.html`'s own files (`glus_cli.report`) in a run folder: never a video."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class ExpressionScore:
     j: float
     f: float
     n_frames: int
+    frame_j: tuple[float, ...] = field(default=(), compare=False, repr=False)
+    """J of each ground-truth frame, in order (empty for a video without predictions); not in the files."""
 
     @property
     def jf(self) -> float:
@@ -326,6 +330,7 @@ def _score_expression(
         float(np.mean(j_values)),
         float(np.mean(f_values)),
         len(task.frames),
+        tuple(float(value) for value in j_values),
     )
     where = f"{task.video}/{task.exp_id}"
     if not folder.is_dir():
@@ -360,7 +365,11 @@ def _match_prediction_videos(
             warnings.append(f"{video}: no prediction folder, its {count} expressions score J = F = 0")
     known = set(videos)
     extra = sorted(
-        (path.name for path in pred_dir.iterdir() if path.is_dir() and path.name not in known),
+        (
+            path.name
+            for path in pred_dir.iterdir()
+            if path.is_dir() and path.name not in known and path.name != REPORT_FILES_DIR
+        ),
         key=natural_key,
     )
     if extra:

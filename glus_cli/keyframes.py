@@ -16,8 +16,6 @@ predicted mask has the highest IoU with the ground truth. This module
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,11 +23,10 @@ from typing import TYPE_CHECKING
 
 from glus_cli import __version__
 from glus_cli.batch import BatchHooks, BatchReport, VideoTask, expression_folder, run_batch
+from glus_cli.confidence import CONFIDENCE_NAME, FrameConfidence
 from glus_cli.errors import InputError
 from glus_cli.evaluation import paired_masks
-from glus_cli.files import write_json_atomic
 from glus_cli.ground_truth import ExpressionTask, Layout, load_ground_truth
-from glus_cli.json_files import read_json_object
 from glus_cli.keyframe_files import (
     DETAILS_FILE,
     SCORE_FILE,
@@ -43,52 +40,11 @@ from glus_cli.runner import Expression
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
-    from glus_cli.protocol import FrameResult, SegmentationOptions
+    from glus_cli.protocol import SegmentationOptions
     from glus_cli.video import VideoSource
 
-CONFIDENCE_NAME = "confidence.json"
-"""Per-frame SAM2 confidence of one expression, written beside its masks by `run_keyframes`."""
 MASKS_DIR = "masks"
 """Where `run_keyframes` writes the masks: ``OUT/masks/<video>/<exp_id>/<frame>.png``."""
-
-
-@dataclass(frozen=True)
-class FrameConfidence:
-    """SAM2's view of one expression, frame by frame (None where the LLM gave no ``[SEG]``)."""
-
-    frames: list[str]
-    predicted_iou: list[float | None]
-    object_score: list[float | None]
-
-    @classmethod
-    def from_results(cls, frame_names: Sequence[str], results: Mapping[int, FrameResult]) -> FrameConfidence:
-        """From the last `FrameResult` of each frame index."""
-        ordered = [results.get(index) for index in range(len(frame_names))]
-        return cls(
-            list(frame_names),
-            [None if r is None or r.iou is None else float(r.iou) for r in ordered],
-            [None if r is None or r.object_score is None else float(r.object_score) for r in ordered],
-        )
-
-    @classmethod
-    def read(cls, path: Path) -> FrameConfidence:
-        """Read a `CONFIDENCE_NAME` file."""
-        return cls(**read_json_object(path, what="confidence file "))
-
-    def write(self, path: Path) -> None:
-        """Write it atomically as `CONFIDENCE_NAME`-style JSON."""
-        write_json_atomic(path, asdict(self))
-
-    def scores(self) -> list[float]:
-        """`confidence` of every frame."""
-        return [confidence(iou, obj) for iou, obj in zip(self.predicted_iou, self.object_score, strict=True)]
-
-
-def confidence(predicted_iou: float | None, object_score: float | None) -> float:
-    """Model confidence of one frame: predicted IoU x sigmoid(object-score logit); 0 without ``[SEG]``."""
-    if predicted_iou is None or object_score is None:
-        return 0.0
-    return predicted_iou / (1.0 + math.exp(-object_score))
 
 
 def ground_truth_scores(
@@ -218,7 +174,6 @@ def run_keyframes(
     if scorer is not None:
         scorer.require(tasks)
     masks = out / MASKS_DIR
-    recorder = _ConfidenceRecorder(masks)
     if model is None:
         if any(
             not has_confidence(expression_folder(masks, task.name, exp.exp_id))
@@ -236,7 +191,7 @@ def run_keyframes(
             options,
             stride=stride,
             max_frames=max_frames,
-            hooks=BatchHooks(has_confidence, on_video, recorder.on_result, recorder.on_video_done),
+            hooks=BatchHooks(has_confidence, on_video),  # `segment_to_outputs` writes the confidence
         )
     failed = {failure.video for failure in report.failures}
     records = [
@@ -263,23 +218,6 @@ def run_keyframes(
     run = KeyframeRun(records, ranking, report, out / SCORE_FILE, out / DETAILS_FILE, labels)
     write_keyframe_files(records, ranking, run.score_path, run.details_path, provenance)
     return run
-
-
-class _ConfidenceRecorder:
-    """Keeps each pending expression's last frame results and writes them beside its masks."""
-
-    def __init__(self, masks: Path) -> None:
-        self._masks = masks
-        self._results: dict[str, dict[int, FrameResult]] = defaultdict(dict)
-
-    def on_result(self, task: VideoTask, job: Expression, video: VideoSource, result: FrameResult) -> None:
-        self._results[job.exp_id][result.frame_index] = result
-
-    def on_video_done(self, task: VideoTask, video: VideoSource, jobs: list[Expression]) -> None:
-        for job in jobs:
-            results = self._results.pop(job.exp_id, {})
-            confidence = FrameConfidence.from_results(video.frame_names, results)
-            confidence.write(expression_folder(self._masks, task.name, job.exp_id) / CONFIDENCE_NAME)
 
 
 def has_confidence(folder: Path) -> bool:

@@ -30,6 +30,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from glus_cli.batch import find_videos
+from glus_cli.confidence import CONFIDENCE_NAME
 from glus_cli.errors import InputError
 from glus_cli.json_files import read_json_object
 from glus_cli.outputs import PALETTE_DIRNAME, RLE_FILENAME
@@ -41,8 +42,6 @@ RUN_RECORD = "run.json"
 SUMMARY = "summary.json"
 KEYFRAME_DETAILS = "keyframe_scores.json"
 KEYFRAME_MASKS = "masks"
-CONFIDENCE = "confidence.json"
-"""Per-frame SAM2 scores `glus keyframes` writes beside each expression's masks."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,9 @@ class ExpressionRun:
     folder: Path
 
     def frame_answers(self) -> FrameAnswers:
-        """The model's answer for every frame, from ``expression.json`` (or, for records written before
-        per-frame scores were kept, its ``frames_without_seg``, ``confidence.json`` and the mask files).
+        """The model's answer for every frame: the ``[SEG]`` answers from ``expression.json``'s
+        ``frames_without_seg``, SAM2's scores from ``confidence.json`` (for folders written before every
+        expression had one, the frames are those of the mask files, without scores).
 
         Raises:
             InputError: the record is malformed, or names a frame that cannot be a file name.
@@ -218,13 +218,18 @@ def read_run_folder(path: Path, *, frames_root: Path | None = None) -> RunFolder
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path} is not a folder")
+    command = None  # every command records itself in run.json; records of older runs name none
     if (path / RUN_RECORD).is_file():
-        return _read_segment(path, frames_root)
+        command = read_json_object(path / RUN_RECORD, what="run record ").get("command", "segment")
+        if command == "segment":
+            return _read_segment(path, frames_root)
     summaries = sorted(path.glob("summary*.json"))
     if summaries:
         summary = read_json_object(summaries[0], what="run summary ")
         if summary.get("command") == "batch":
             return _read_batch(path, summary, summaries[0], frames_root)
+    if command == "batch":  # stopped before its summary: the frames are where --frames says
+        return _read_batch(path, {}, path / RUN_RECORD, frames_root)
     if (path / KEYFRAME_DETAILS).is_file() and (path / KEYFRAME_MASKS).is_dir():
         return _read_keyframes(path, frames_root)
     raise InputError(
@@ -303,29 +308,22 @@ def _read_answers(folder: Path) -> FrameAnswers:
         without_seg = {str(name) for name in record.get("frames_without_seg") or []}
     except TypeError as error:
         raise InputError(f"{record_path} is not an expression record ({error})") from error
-    frames = record.get("frames") or []
-    ious = record.get("predicted_iou") or []
-    scores = record.get("object_score") or []
-    if frames and len(ious) == len(frames) == len(scores):
-        recorded = True
-    else:  # written before per-frame scores were recorded: the frames are the mask files
-        confidence = folder / CONFIDENCE
-        if confidence.is_file():  # glus keyframes kept them beside the masks
-            data = read_json_object(confidence, what="confidence file ")
-            frames, ious, scores = (
-                data.get("frames", []),
-                data.get("predicted_iou", []),
-                data.get("object_score", []),
-            )
-            recorded = bool(frames) and len(ious) == len(frames) == len(scores)
-        else:
-            recorded = False
-        if not recorded:
-            frames = _mask_frame_names(folder)
-            ious = scores = [None] * len(frames)
+    confidence_path = folder / CONFIDENCE_NAME
+    recorded = False
+    if confidence_path.is_file():
+        data = read_json_object(confidence_path, what="confidence file ")
+        frames, ious, scores = (
+            data.get("frames") or [],
+            data.get("predicted_iou") or [],
+            data.get("object_score") or [],
+        )
+        recorded = bool(frames) and len(ious) == len(frames) == len(scores)
+    if not recorded:  # written before every expression kept its scores: the frames are the mask files
+        frames = _mask_frame_names(folder)
+        ious = scores = [None] * len(frames)
     answers = []
     for name, iou, score in zip(frames, ious, scores, strict=True):
-        name = checked_name(name, source=record_path, entry="frame")
+        name = checked_name(name, source=confidence_path, entry="frame")
         seg = name not in without_seg
         answers.append(FrameAnswer(name, seg, _number(iou) if seg else None, _number(score) if seg else None))
     return FrameAnswers(tuple(answers), recorded)

@@ -2,9 +2,10 @@
 
 Shared by `glus segment` and `glus batch`: frames are decoded once per video and shared by all of its
 expressions (see `pipeline.segment_video`); each expression's outputs go to its own folder and are
-closed atomically, followed by its `preview.jpg` contact sheet (whatever the formats). An expression's
-folder is complete when its `expression.json` record exists (`glus_cli.resume`): that file is written
-last, after every mask file and the preview, so a run killed at any moment never leaves a folder that
+closed atomically, followed by its `preview.jpg` contact sheet and its `confidence.json` (SAM2's predicted
+IoU and object score of every frame, `glus_cli.confidence`), whatever the formats. An expression's folder
+is complete when its `expression.json` record exists (`glus_cli.resume`): that file is written last, after
+every mask file, the preview and the confidence, so a run killed at any moment never leaves a folder that
 looks finished.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from glus_cli.background import ordered_worker
+from glus_cli.confidence import CONFIDENCE_NAME, FrameConfidence
 from glus_cli.files import write_json_atomic
 from glus_cli.outputs import open_writers
 from glus_cli.preview import PREVIEW_FILENAME, PreviewSheet
@@ -66,21 +68,6 @@ class ExpressionOutcome:
     record; a frame's time is split evenly between the expressions segmented at it together."""
     overlay: dict[str, str] | None = None
     """The overlay video's ``file``, ``codec`` and ``container`` (None: no overlay asked for)."""
-    frames: list[str] = field(default_factory=list)
-    """The video's frame names (those of the mask files), in order; the per-frame lists follow it."""
-    predicted_iou: list[float | None] = field(default_factory=list)
-    """SAM2's predicted IoU of each frame's mask (None: no ``[SEG]``, the mask is blank)."""
-    object_score: list[float | None] = field(default_factory=list)
-    """SAM2's object-score logit of each frame (None: no ``[SEG]``)."""
-
-    def summary(self) -> dict[str, Any]:
-        """The record without the per-frame lists, as ``summary.json`` lists it (one line per expression)."""
-        return {key: value for key, value in asdict(self).items() if key not in PER_FRAME_FIELDS}
-
-
-PER_FRAME_FIELDS = ("frames", "predicted_iou", "object_score")
-"""`ExpressionOutcome` fields with one value per frame: in ``expression.json``, not in ``summary.json``.
-Records written before they existed lack them (read as empty lists)."""
 
 
 class ExpressionClock:
@@ -219,8 +206,8 @@ def segment_to_outputs(
             if on_step is not None:
                 on_step(index)
             clock.charge((result.frame_index, result.direction), index)
-    for index, (outcome, job_ious, out, writer_set, preview) in enumerate(
-        zip(outcomes, ious, output_dirs, writers, previews, strict=True)
+    for index, (outcome, job_ious, out, writer_set, preview, frame_scores) in enumerate(
+        zip(outcomes, ious, output_dirs, writers, previews, scores, strict=True)
     ):
         started = time.perf_counter()
         outcome.mean_predicted_iou = sum(job_ious) / len(job_ious) if job_ious else None
@@ -233,6 +220,7 @@ def segment_to_outputs(
             )
         outcome.overlay = None if writer_set.overlay is None else writer_set.overlay.record()
         preview.write(out / PREVIEW_FILENAME)
+        FrameConfidence.from_scores(video.frame_names, frame_scores).write(out / CONFIDENCE_NAME)
         clock.add(index, time.perf_counter() - started)
         outcome.seconds = clock.totals()[index]
         write_json_atomic(out / RECORD_NAME, asdict(outcome))

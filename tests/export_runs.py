@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 import glus_cli.pipeline as pipeline
 from glus_cli.cli.app import app
+from glus_cli.confidence import CONFIDENCE_NAME, FrameConfidence
 from glus_cli.model.mllm import SegDecision
 from glus_cli.testing.checkpoint import build_checkpoint
 from glus_cli.testing.videos import write_frame_folder
@@ -116,10 +117,10 @@ def write_handmade_run(root: Path) -> Path:
             "mean_predicted_iou": None,
             "seconds": 0.0,
             "overlay": None,
-            "frames": [m.frame for m in mine],
-            "predicted_iou": [m.predicted_iou for m in mine],
-            "object_score": [m.object_score for m in mine],
         }
+        FrameConfidence(
+            [m.frame for m in mine], [m.predicted_iou for m in mine], [m.object_score for m in mine]
+        ).write(folder / CONFIDENCE_NAME)
         (folder / "expression.json").write_text(json.dumps(record))
     return run
 

@@ -33,6 +33,7 @@ from glus_cli.batch import (
 )
 from glus_cli.cli.app import app
 from glus_cli.cli.runs import EXIT_VIDEOS_FAILED
+from glus_cli.confidence import CONFIDENCE_NAME
 from glus_cli.errors import InputError
 from glus_cli.preview import PREVIEW_FILENAME
 from glus_cli.protocol import SegmentationOptions
@@ -212,6 +213,7 @@ def test_interrupted_run_then_rerun_equals_uninterrupted(dataset: Dataset, tmp_p
     assert tree_bytes(out) == expected
     assert sorted(p.name for p in (out / "vidB" / "0").iterdir()) == [
         *(f"{i:05d}.png" for i in range(NUM_FRAMES)),
+        CONFIDENCE_NAME,
         RECORD_NAME,
         PREVIEW_FILENAME,
     ]

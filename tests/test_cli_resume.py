@@ -56,7 +56,7 @@ def segment_args(video: Path, checkpoint: Path, out: Path, *extra: str) -> list[
 
 def contents(out: Path) -> dict[str, object]:
     """Every file under `out` by relative path: bytes, or for `expression.json` its run-independent keys;
-    `summary.json` (timings, memory) by name only."""
+    `summary.json` (timings, memory) and `report.html` (which shows them) by name only."""
     found: dict[str, object] = {}
     for path in sorted(out.rglob("*")):
         if not path.is_file():
@@ -65,7 +65,7 @@ def contents(out: Path) -> dict[str, object]:
         if path.name == resume.RECORD_NAME:
             record = json.loads(path.read_text())
             found[name] = {key: value for key, value in record.items() if key not in RUN_DEPENDENT}
-        elif path.name == "summary.json":
+        elif path.name in ("summary.json", "report.html"):
             found[name] = "present"
         else:
             found[name] = path.read_bytes()

@@ -18,9 +18,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from glus_cli.confidence import CONFIDENCE_NAME, FrameConfidence, confidence
 from glus_cli.export import ExportOptions, export_run
 from glus_cli.export.instances import Filters
-from glus_cli.keyframes import confidence
 from tests.cli_helpers import run_glus
 
 pytest_plugins = ["tests.cli_fixtures"]
@@ -321,10 +321,10 @@ def test_hostile_frame_names_are_refused(
 ) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    record_path = copy / "cats" / "0" / "expression.json"
-    record = json.loads(record_path.read_text())
+    confidence_path = copy / "cats" / "0" / CONFIDENCE_NAME
+    record = json.loads(confidence_path.read_text())
     record["frames"][0] = "../../escape"
-    record_path.write_text(json.dumps(record))
+    confidence_path.write_text(json.dumps(record))
     code, output = run_glus(["export", str(copy), "--to", "mots", "-o", str(tmp_path / "out")], capsys)
     assert code == 2 and "contains a path separator" in output
 
@@ -344,10 +344,9 @@ def test_a_segment_run_of_a_video_file(tmp_path: Path) -> None:
     mask[10:20, 5:30] = True
     for frame in ("00000", "00002"):
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{frame}.png")
-    record = {"exp_id": "0", "text": "the dog", "frames_without_seg": [], "frames": ["00000", "00002"]}
-    (folder / "expression.json").write_text(
-        json.dumps({**record, "predicted_iou": [0.9, 0.8], "object_score": [1.0, 1.0]})
-    )
+    record = {"exp_id": "0", "text": "the dog", "frames_without_seg": []}
+    (folder / "expression.json").write_text(json.dumps(record))
+    FrameConfidence(["00000", "00002"], [0.9, 0.8], [1.0, 1.0]).write(folder / CONFIDENCE_NAME)
     export(run, tmp_path / "coco", "coco")
     coco = COCO(str(tmp_path / "coco" / "annotations" / "instances_default.json"))
     images = coco.loadImgs(coco.getImgIds())
@@ -367,15 +366,12 @@ def test_records_without_per_frame_scores(
     """Runs written before per-frame scores were recorded export; the score filters say why they cannot."""
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    for path in copy.rglob("expression.json"):
-        record = json.loads(path.read_text())
-        for key in ("frames", "predicted_iou", "object_score"):
-            del record[key]
-        path.write_text(json.dumps(record))
+    for path in copy.rglob(CONFIDENCE_NAME):
+        path.unlink()
     record = export(copy, tmp_path / "coco", "coco")
     assert record["counts"]["instances"] == len(kept(known_masks()))
     assert record["counts"]["dropped_no_seg"] == 1  # from frames_without_seg
     code, output = run_glus(
         ["export", str(copy), "--to", "coco", "-o", str(tmp_path / "b"), "--min-iou", "0.5"], capsys
     )
-    assert code == 2 and "records no per-frame SAM2 scores" in output
+    assert code == 2 and "confidence.json with per-frame SAM2 scores" in output

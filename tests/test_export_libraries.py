@@ -31,6 +31,7 @@ from export_runs import MODEL_EXPRESSIONS, NO_SEG, known_masks, write_handmade_r
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from glus_cli.confidence import CONFIDENCE_NAME, FrameConfidence
 from glus_cli.export import ExportOptions, export_run
 from glus_cli.export.instances import Filters
 from glus_cli.run_folder import read_run_folder
@@ -69,12 +70,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_the_model_run_has_one_frame_without_seg(model_run: Path) -> None:
     video, expression, frame = NO_SEG
-    record = json.loads((model_run / video / str(expression) / "expression.json").read_text())
+    folder = model_run / video / str(expression)
+    record = json.loads((folder / "expression.json").read_text())
     assert record["frames_without_seg"] == [f"{frame:05d}"]
-    assert record["predicted_iou"][frame] is None and record["object_score"][frame] is None
-    assert all(isinstance(v, float) for i, v in enumerate(record["predicted_iou"]) if i != frame)
-    summary = json.loads((model_run / "summary.json").read_text())
-    assert "predicted_iou" not in summary["outcomes"][0]  # per-frame lists stay out of summary.json
+    scores = FrameConfidence.read(folder / CONFIDENCE_NAME)
+    assert scores.predicted_iou[frame] is None and scores.object_score[frame] is None
+    assert all(isinstance(v, float) for i, v in enumerate(scores.predicted_iou) if i != frame)
 
 
 def test_coco_of_the_model_run_equals_its_png_masks(model_run: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from glus_cli import files as file_writes
 from glus_cli import outputs
+from glus_cli.confidence import CONFIDENCE_NAME
 from glus_cli.errors import InputError, OutputError
 from glus_cli.model.glus import GlusModel
 from glus_cli.pipeline import segment_video
@@ -160,8 +161,9 @@ def test_writer_keeps_file_order_and_writes_each_record_last(
         assert files == [
             *expected,
             outputs.RLE_FILENAME,
+            CONFIDENCE_NAME,
             RECORD_NAME,
-        ]  # the RLE file at close, then the record
+        ]  # the RLE file at close, the per-frame confidence, then the record
 
 
 @pytest.mark.parametrize("host_threads", [True, False])

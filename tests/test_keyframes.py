@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from glus_cli.batch import find_videos, plan_tasks
 from glus_cli.cli.app import app
+from glus_cli.confidence import CONFIDENCE_NAME, confidence
 from glus_cli.errors import InputError
 from glus_cli.keyframe_files import keyframe_for, read_scores
-from glus_cli.keyframes import CONFIDENCE_NAME, MASKS_DIR, confidence, ground_truth_scores, run_keyframes
+from glus_cli.keyframes import MASKS_DIR, ground_truth_scores, run_keyframes
 from glus_cli.metrics import region_similarity
 from glus_cli.model_spec import ModelSpec
 from glus_cli.protocol import SegmentationOptions

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from glus_cli.batch import BatchHooks, VideoTask
 from glus_cli.cli.preamble import pending_count
+from glus_cli.confidence import CONFIDENCE_NAME
 from glus_cli.distributed.plan import pending_expressions
-from glus_cli.keyframes import CONFIDENCE_NAME, has_confidence
+from glus_cli.keyframes import has_confidence
 from glus_cli.resume import RECORD_NAME, is_complete, pending, restart
 from glus_cli.runner import Expression
 

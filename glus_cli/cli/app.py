@@ -21,6 +21,7 @@ from glus_cli.cli.export import export_command
 from glus_cli.cli.keyframes import keyframes
 from glus_cli.cli.log_options import DebugOption, VerboseOption, with_log_options
 from glus_cli.cli.models import download, models
+from glus_cli.cli.report import report
 from glus_cli.cli.segment import segment
 from glus_cli.cli.usage import usage_message
 from glus_cli.errors import GlusError, OutputError, ResourceError, one_line
@@ -43,6 +44,7 @@ app.command()(batch)
 app.command()(keyframes)
 app.command("eval")(evaluate_command)
 app.command("export")(export_command)
+app.command()(report)
 app.command()(download)
 app.command()(models)
 app.command()(check)

@@ -40,6 +40,7 @@ from glus_cli.cli.preamble import (
     with_refused,
 )
 from glus_cli.cli.ray_batch import run_on_ray_with_progress
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -104,6 +105,7 @@ def batch(
     ] = None,
     skip_missing: SkipMissingOption = False,
     quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Segment every expression of every video in INPUT_DIR into OUT/<video>/<exp_id>/<frame>.png.
 
@@ -209,6 +211,7 @@ def batch(
         write_json_atomic(out / summary_name, summary)
     if complete:
         say_already_complete(out, report.expressions)
+        write_run_report(out, not no_report)
         return
     if not quiet:
         table = Table(title=f"glus batch: {plural(len(tasks), 'video')}")
@@ -222,4 +225,5 @@ def batch(
         )
         console.print(table)
     console.print(f"[green]wrote[/] {out}")
+    write_run_report(out, not no_report)
     report_failures(report)

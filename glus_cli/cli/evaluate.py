@@ -10,10 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from glus_cli.cli.console import console, error_console
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import progress_bar
 from glus_cli.evaluation import EvaluationResult, evaluate
 from glus_cli.ground_truth import Layout
 from glus_cli.metrics import DEFAULT_BOUND_TH
+from glus_cli.report import GroundTruth
 
 CSV_NAME = "eval.csv"
 JSON_NAME = "eval.json"
@@ -81,11 +83,13 @@ def evaluate_command(
         bool, typer.Option(help="Show one table row per expression (files always have them).")
     ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Score PREDICTIONS against GROUND_TRUTH: J (region IoU), F (boundary), J&F per expression and overall.
 
     Empty masks follow the MeViS code: an empty prediction of an empty ground truth scores J = F = 1. A
     video with no prediction folder scores 0; a missing frame PNG counts as an empty mask (warned).
+    PREDICTIONS/report.html then shows the scores, worst first, with each expression's worst frames.
 
     Example:
 
@@ -114,6 +118,9 @@ def evaluate_command(
         f"J&F {100 * overall.jf:.2f}  J {100 * overall.j:.2f}  F {100 * overall.f:.2f}  "
         f"({overall.n_expressions} expressions); wrote {out / CSV_NAME} and {out / JSON_NAME}",
         highlight=False,
+    )
+    write_run_report(
+        predictions, not no_report, result=result, ground_truth=GroundTruth(ground_truth, layout, meta)
     )
 
 

@@ -29,6 +29,7 @@ from glus_cli.cli.preamble import (
     say_already_complete,
     with_refused,
 )
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -72,6 +73,7 @@ def keyframes(
     protocol: ProtocolArgs,
     skip_missing: SkipMissingOption = False,
     quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Run GLUS on every (video, expression), score each frame, and export the key frame of each.
 
@@ -170,6 +172,7 @@ def keyframes(
                 f"some of their frames were not segmented (first: {escape(labels.unlabelled[0])})",
                 highlight=False,
             )
+    write_run_report(out, not no_report)
     report_failures(report)
 
 

@@ -24,6 +24,7 @@ from glus_cli.cli.options import (
     option_groups,
 )
 from glus_cli.cli.preamble import check_expressions, checked_spec, resolved_model, say_already_complete
+from glus_cli.cli.report import NoReportOption, write_run_report
 from glus_cli.cli.runs import (
     SUMMARY_NAME,
     RunSettings,
@@ -82,6 +83,7 @@ def segment(
     ] = None,
     fps: FpsOption = DEFAULT_FPS,
     quiet: QuietOption = False,
+    no_report: NoReportOption = False,
 ) -> None:
     """Segment the object each EXPRESSION refers to in SOURCE and write the masks.
 
@@ -181,7 +183,7 @@ def segment(
                         "frame_size": list(video.frame_size),
                     },
                 },
-                results={"expressions": [outcome.summary() for outcome in outcomes]},
+                results={"expressions": [asdict(outcome) for outcome in outcomes]},
                 model=None if glus is None else asdict(glus.info),
                 options=options,
                 settings=RunSettings(
@@ -193,6 +195,7 @@ def segment(
 
     if glus is None:
         say_already_complete(out, len(outcomes))
+        write_run_report(out, not no_report)
         return
     if not quiet:
         table = Table(title=f"glus segment: {video.name} ({plural(video.num_frames, 'frame')})")
@@ -209,3 +212,4 @@ def segment(
             )
         console.print(table)
     console.print(f"[green]wrote[/] {out}")
+    write_run_report(out, not no_report)

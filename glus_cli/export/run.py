@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from glus_cli import __version__
+from glus_cli.confidence import CONFIDENCE_NAME
 from glus_cli.errors import InputError, OutputError
 from glus_cli.export.categories import Categories
 from glus_cli.export.coco import CocoExporter
@@ -171,7 +172,7 @@ def _check_scores(run: RunFolder, filters: Filters) -> None:
     for expression in run.expressions():
         if not expression.frame_answers().scores_recorded:
             raise InputError(
-                f"{expression.folder / 'expression.json'} records no per-frame SAM2 scores (written by an "
+                f"{expression.folder} has no {CONFIDENCE_NAME} with per-frame SAM2 scores (written by an "
                 "older glus-cli), so --min-iou and --min-object-score cannot apply; rerun it or drop them"
             )
 

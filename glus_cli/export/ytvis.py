@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from glus_cli import __version__
+from glus_cli.confidence import confidence
 from glus_cli.export.categories import Categories
 from glus_cli.export.geometry import encode_rle, rle_area_and_box
 from glus_cli.export.instances import VideoExport
 from glus_cli.export.output import JsonArrayWriter
-from glus_cli.keyframes import confidence
 
 INSTANCES_FILE = "instances.json"
 RESULTS_FILE = "results.json"
