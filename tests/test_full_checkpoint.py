@@ -1,6 +1,6 @@
 """The full-size synthetic checkpoint's builder: the released layout, streamed shards, `[SEG]` at every depth.
 
-The 7B shape itself is too large for the suite; these tests build it narrow (`NARROW`: hidden 128, tiny
+The 7B shape itself is too large for the suite; these tests build it narrow (`NARROW_SHAPE`: hidden 128, tiny
 CLIP and SAM2) at 2 and 32 layers. What makes greedy decoding answer `[SEG]` at depth is the gain rule
 (`seg_row_gain`), and the size of the residual stream it must beat does not depend on the width (the
 builder scales the layers' and `lm_head`'s std as 1/sqrt(width)), so a narrow model checks the rule that
@@ -22,13 +22,10 @@ from glus_cli.errors import InputError
 from glus_cli.model.glus import load_glus
 from glus_cli.pipeline import segment_video
 from glus_cli.protocol import SegmentationOptions
-from glus_cli.testing.checkpoint import SHAPES
-from glus_cli.testing.full_checkpoint import FULL_SHAPE, build_full_checkpoint, llama_tensors
+from glus_cli.testing.full_checkpoint import FULL_SHAPE, NARROW_SHAPE, build_full_checkpoint, llama_tensors
 from glus_cli.testing.tokenizer import TINY_VOCAB_SIZE, build_tiny_tokenizer
 from glus_cli.testing.videos import synthetic_frame
 
-NARROW = replace(SHAPES["tiny"], hidden_size=128, intermediate_size=344, num_attention_heads=4)
-"""A 7B-proportioned LLaMA at width 128 (MLP 2.69x), with the tiny CLIP and SAM2."""
 REAL_VOCAB, REAL_SEG_ID = 32004, 32003
 
 
@@ -54,7 +51,7 @@ def test_full_shape_is_llama_7b_clip_l_and_sam2_l() -> None:
 
 
 def test_layout_is_the_released_one_with_one_shard_per_layer_group(tmp_path: Path) -> None:
-    checkpoint = build_full_checkpoint(tmp_path, shape=NARROW, num_layers=3, layers_per_shard=2)
+    checkpoint = build_full_checkpoint(tmp_path, shape=NARROW_SHAPE, num_layers=3, layers_per_shard=2)
     index = json.loads((checkpoint.path / "pytorch_model.bin.index.json").read_text(encoding="utf-8"))
     files = sorted(set(index["weight_map"].values()))
     assert files == [f"pytorch_model-0000{i}-of-00002.bin" for i in (1, 2)]
@@ -78,7 +75,7 @@ def test_layout_is_the_released_one_with_one_shard_per_layer_group(tmp_path: Pat
 @pytest.mark.parametrize(("num_layers", "seg"), [(2, "always"), (2, "never"), (32, "always")])
 def test_greedy_decoding_answers_seg_at_every_depth(tmp_path: Path, num_layers: int, seg: str) -> None:
     checkpoint = build_full_checkpoint(
-        tmp_path, shape=NARROW, num_layers=num_layers, seg=seg, layers_per_shard=8
+        tmp_path, shape=NARROW_SHAPE, num_layers=num_layers, seg=seg, layers_per_shard=8
     )
     model = load_glus(checkpoint.path, device="cpu", dtype="bfloat16")
     assert model.info.dtype == "bfloat16"
@@ -91,7 +88,7 @@ def test_greedy_decoding_answers_seg_at_every_depth(tmp_path: Path, num_layers: 
 @pytest.mark.parametrize("num_layers", [2, 32])
 def test_seg_margin_holds_with_the_real_vocabulary(num_layers: int) -> None:
     """At LLaMA's 32004 rows the `[SEG]` logit beats every other token by a wide margin on random prompts."""
-    spec = replace(NARROW, num_hidden_layers=num_layers)
+    spec = replace(NARROW_SHAPE, num_hidden_layers=num_layers)
     config = LlamaConfig(
         vocab_size=REAL_VOCAB,
         hidden_size=spec.hidden_size,
@@ -117,9 +114,9 @@ def test_tokenizer_folder_gives_its_vocabulary(tmp_path: Path) -> None:
     tokenizer_dir = tmp_path / "tokenizer"
     build_tiny_tokenizer(tokenizer_dir, seed=3)
     checkpoint = build_full_checkpoint(
-        tmp_path / "ckpt", shape=NARROW, num_layers=1, tokenizer_dir=tokenizer_dir
+        tmp_path / "ckpt", shape=NARROW_SHAPE, num_layers=1, tokenizer_dir=tokenizer_dir
     )
     for name in ("tokenizer.model", "added_tokens.json"):
         assert (checkpoint.path / name).read_bytes() == (tokenizer_dir / name).read_bytes()
     with pytest.raises(InputError, match=r"lacks tokenizer\.model"):
-        build_full_checkpoint(tmp_path / "other", shape=NARROW, tokenizer_dir=tmp_path / "missing")
+        build_full_checkpoint(tmp_path / "other", shape=NARROW_SHAPE, tokenizer_dir=tmp_path / "missing")

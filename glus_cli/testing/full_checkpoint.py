@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 FULL_SHAPE = ModelShape(4096, 11008, 32, 32, 1024, 4096, 24, 16, "sam2_hiera_l.yaml")
 """LLaMA-7B (32 layers, hidden 4096, MLP 11008, 32 heads), CLIP ViT-L/14 and SAM2 hiera-L."""
+NARROW_SHAPE = replace(SHAPES["tiny"], hidden_size=128, intermediate_size=344, num_attention_heads=4)
+"""LLaMA-7B's proportions (MLP 2.69x, head dim 32) at width 128, with the tiny CLIP and SAM2: for tests."""
 _LM_HEAD_STD_AT_7B = 0.02
 _TOKENIZER_FILES = (TOKENIZER_MODEL_FILE, ADDED_TOKENS_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE)
 
