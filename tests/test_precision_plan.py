@@ -171,12 +171,8 @@ def test_7b_in_fp32_on_a_22_gib_cpu_is_refused_with_the_plans_that_fit() -> None
     assert "\n" not in message and refused.value.exit_code == 6
     assert f"needs about {fp32.total / 1e9:.1f} GB in float32 on cpu" in message
     assert "but 23.6 GB is available" in message
-    # 8 bit needs more than bf16 on a CPU (the loader holds the bf16 LLaMA while quantising): not offered.
-    assert (
-        f"plans that fit: --dtype bfloat16 ({bf16.total / 1e9:.1f} GB), "
-        "--dtype bfloat16 --quantize 4bit (21.2 GB, slower than bfloat16 on a CPU)" in message
-    )
-    assert "8bit" not in message
+    # The quantised plans need more than bf16 on a CPU (the loader holds the bf16 LLaMA while quantising).
+    assert message.endswith(f"plans that fit: --dtype bfloat16 ({bf16.total / 1e9:.1f} GB)")
     assert check_memory(config, SEVEN_B, cpu, "bfloat16", None, Workload(), available=22 * GIB) == bf16
     with pytest.raises(ResourceError, match=r"--dtype bfloat16 \(17\.6 GB, emulated here: very slow\)"):
         check_memory(config, SEVEN_B, cpu, "float32", None, Workload(), available=22 * GIB, native_bf16=False)
@@ -184,15 +180,16 @@ def test_7b_in_fp32_on_a_22_gib_cpu_is_refused_with_the_plans_that_fit() -> None
 
 def test_quantised_plans_on_a_cpu_count_the_bf16_llama_the_loader_holds() -> None:
     """bitsandbytes quantises a LLaMA it has read in bf16: at the peak both are in RAM (2.2x the old estimate
-    at 7B, issue 15), so on a CPU the quantised plans need more than bf16 and a 16 GB laptop gets none."""
+    at 7B, issue 15; the estimate counts two copies), so on a CPU the quantised plans need more than bf16 and
+    a 16 GB laptop gets none."""
     config, cpu = llama_7b_config(), torch.device("cpu")
     plans = {
         q: estimate_footprint(config, SEVEN_B, cpu, "bfloat16", q, Workload()) for q in (None, "8bit", "4bit")
     }
     for quantize in ("8bit", "4bit"):
-        assert plans[quantize].loading >= SEVEN_B.llm_stored_bytes
+        assert plans[quantize].loading >= 2 * SEVEN_B.llm_stored_bytes
         assert plans[quantize].total > plans[None].total
-    with pytest.raises(ResourceError, match=r"no plan fits: the smallest, --quantize 4bit, needs 21\.2 GB"):
+    with pytest.raises(ResourceError, match=r"no plan fits: the smallest, --quantize 4bit, needs 35\.4 GB"):
         check_memory(config, SEVEN_B, cpu, "bfloat16", None, Workload(), available=16 * 10**9)
 
 

@@ -11,7 +11,7 @@ The estimate adds up:
   decoded frame and masks;
 - while loading on the CPU into another dtype than the checkpoint's, the checkpoint as stored (it is
   converted module by module but held until the load ends); with `--quantize` on the CPU, also the
-  LLaMA as stored, which bitsandbytes' loader holds until every layer is quantised (the quantised plans
+  LLaMA as stored, twice, which bitsandbytes' loader holds until every layer is quantised (the quantised plans
   need more RAM than bf16 at their peak, and run slower on a CPU: the check says so); and SAM2 in
   fp32 (it is built so, then cast) when the compute dtype is narrower;
 - on the CPU, the Python/torch runtime; on a GPU, the CUDA context and cuBLAS workspace.
@@ -42,6 +42,9 @@ GIB = 2**30
 _QUANTIZED_BYTES = {"8bit": 1.0, "4bit": 0.53}
 _QUANTIZED_LINEAR = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
 _FP32_BYTES = 4
+_QUANTIZED_LOADING_COPIES = 2
+"""Copies of the stored LLaMA that quantised loading holds at its peak, as an upper bound: measured, 0.9x
+(7B, 8 bit) to 2x (8 layers of width 2048) its bytes beyond the quantised weights (benchmarks/README.md)."""
 IMAGE_TOKENS = 64
 PROMPT_TEXT_POSITIONS = 256
 """Text positions of a full prompt, rounded up (about 204 with the real LLaMA vocabulary)."""
@@ -187,8 +190,9 @@ def estimate_footprint(
     # Loading on the CPU converts the tensors stored in another width and holds the originals until it ends.
     loading = sum(size for itemsize, size in tensors.stored_bytes.items() if itemsize != width)
     if quantize is not None:
-        # bitsandbytes' loader reads the LLaMA as stored and holds it until every layer is quantised.
-        loading += tensors.llm_stored_bytes
+        # transformers' bitsandbytes loader reads the LLaMA as stored and holds it until every layer is
+        # quantised, beside the copy glus-cli's own reader maps: measured peaks need up to twice its bytes.
+        loading += _QUANTIZED_LOADING_COPIES * tensors.llm_stored_bytes
     if width != _FP32_BYTES:
         loading += tensors.sam2 * _FP32_BYTES  # built in fp32, cast to `dtype` once its weights are in
     return Footprint(
