@@ -21,12 +21,18 @@ Sections (keys of the JSON):
   and the full forward; peak memory;
 - `clip_batch`: whether CLIP gives an image the same bits alone and in a batch of 8 (`fast-exact`'s
   premise), per shape;
+- `full_size`: the full-size synthetic GLUS (LLaMA-7B at 32 layers with the tiny vocabulary, CLIP-L,
+  SAM2-L; `glus_cli.testing.full_checkpoint`) built on the machine's disk when the GPU has >= 40 GB, then
+  `reference` and `fast` with 1 and 4 expressions: FPS (of the video and per expression), host ms per
+  frame, peak GPU memory, `[SEG]` answers, `fast` against `reference`; runs that would pass the 9-minute
+  budget are skipped and listed;
 - `exactness`: per shape, `fast-exact` and `fast` against `reference` in the run's dtype (bf16 on a
   GPU): same `[SEG]` decisions, worst per-frame mask IoU, bit-identical masks; and the host threads on
   against off (must be bit-identical).
 
-`--quick` runs everything small (tiny checkpoint only, a few frames, a 2-layer narrow LLM) in seconds on
-the CPU; the test suite runs it so that the script cannot rot. Figures that need CUDA are null there.
+`--quick` runs everything small (tiny checkpoint only, a few frames, a 2-layer narrow LLM, the full-size
+section at 2 layers and narrow widths) in seconds on the CPU; the test suite runs it so that the script
+cannot rot. Figures that need CUDA are null there.
 """
 
 from __future__ import annotations
@@ -61,10 +67,12 @@ from stage_timing import (
 from torch import nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from glus_cli.model.glus import GlusModel, resolve_device
+from glus_cli.model.glus import GlusModel, load_glus, resolve_device
 from glus_cli.model.mllm import RotaryTable, SegLanguageModel
 from glus_cli.pipeline import segment_video
 from glus_cli.protocol import FrameResult, SegmentationOptions
+from glus_cli.testing.checkpoint import ModelShape
+from glus_cli.testing.full_checkpoint import FULL_SHAPE, NARROW_SHAPE, build_full_checkpoint
 
 logger = logging.getLogger("gpu_check")
 
@@ -91,7 +99,7 @@ PREFIX_POSITIONS = 310
 
 @dataclass(frozen=True)
 class Plan:
-    """The sizes of one check run."""
+    """The sizes of one check run (`full_*`: the `full_size` section's checkpoint)."""
 
     shapes: tuple[str, ...]
     frames: int
@@ -102,10 +110,17 @@ class Plan:
     prefix: int
     repeats: int
     warmups: int
+    full_shape: ModelShape = FULL_SHAPE
+    full_layers: int = 32
 
 
 FULL = Plan(("tiny", "glus"), 16, (720, 1280), (1, 4), LLAMA_7B, PROMPT_POSITIONS, PREFIX_POSITIONS, 10, 3)
-QUICK = Plan(("tiny",), 2, (48, 64), (1, 2), LLAMA_QUICK, 48, 20, 2, 1)
+QUICK = Plan(("tiny",), 2, (48, 64), (1, 2), LLAMA_QUICK, 48, 20, 2, 1, NARROW_SHAPE, 2)
+FULL_SIZE_MIN_GPU_BYTES = 40 * 10**9
+"""The full-size section runs on GPUs with at least this much memory (the 7B model takes about 16 GB)."""
+FULL_SIZE_SCHEDULES = ("reference", "fast")
+BUDGET_SECONDS = 9 * 60
+"""The whole check's budget: the full-size section stops starting runs when it would pass it."""
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -399,6 +414,59 @@ def llm_7b(device: torch.device, plan: Plan) -> dict:
     }
 
 
+def full_size(device: torch.device, plan: Plan, work_dir: Path, dtype: str | None, deadline: float) -> dict:
+    """The full-size synthetic GLUS (LLaMA-7B at `plan.full_layers` layers, CLIP-L, SAM2-L), built on this
+    machine's disk (once, in `work_dir`) and run: per schedule (`reference`, `fast`) and 1 / 4 expressions,
+    FPS of the video and per expression, host ms per frame (wall time outside the model's stages, threads
+    off), peak GPU memory, and `fast`'s agreement with `reference`. Runs that would pass `deadline`
+    (`time.perf_counter()` seconds) are skipped and listed.
+    """
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        if total < FULL_SIZE_MIN_GPU_BYTES:
+            return {"skipped": f"the GPU has {total / 1e9:.0f} GB, under {FULL_SIZE_MIN_GPU_BYTES / 1e9:.0f}"}
+    root = work_dir / f"full-{plan.full_layers}L-{plan.full_shape.hidden_size}"
+    report: dict = {"layers": plan.full_layers, "hidden_size": plan.full_shape.hidden_size}
+    start = time.perf_counter()
+    if not (root / "glus" / "config.json").is_file():
+        build_full_checkpoint(root, num_layers=plan.full_layers, shape=plan.full_shape)
+    report["build_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    model = load_glus(root / "glus", device=str(device), dtype=dtype, vision_tower=str(root / "clip"))
+    report["load_seconds"] = time.perf_counter() - start
+    report["dtype"] = model.info.dtype
+    warm_up(model, 8)
+    source = SyntheticSource(plan.frames, plan.size)
+    runs: dict[str, RunRecord] = {}
+    report["runs"], report["skipped_runs"] = {}, []
+    for schedule in FULL_SIZE_SCHEDULES:
+        for count in plan.expression_counts:
+            key = f"{schedule}/{count}"
+            last = max((run.seconds for run in runs.values()), default=0.0) * count
+            if time.perf_counter() + last > deadline:
+                report["skipped_runs"].append(key)
+                continue
+            reset_peak(device)
+            run = timed_run(model, source, EXPRESSIONS[:count], schedule, synchronize=synchronizer(device))
+            runs[key] = run
+            model_seconds = sum(v for stage, v in run.stages.items() if stage not in ("preprocess", "other"))
+            report["runs"][key] = {
+                "stages_ms_per_frame": {s: 1000 * run.stages.get(s, 0.0) / plan.frames for s in STAGES},
+                "fps": plan.frames / run.seconds,
+                "fps_per_expression": plan.frames * count / run.seconds,
+                "host_ms_per_frame": 1000 * max(run.seconds - model_seconds, 0.0) / plan.frames,
+                "peak_mib": peak_mib(device),
+                "seg_answers": sum(result.is_seg for result in run.results),
+                "results": len(run.results),
+            }
+    report["fast_vs_reference"] = {
+        str(count): compare(runs[f"reference/{count}"], runs[f"fast/{count}"])
+        for count in plan.expression_counts
+        if f"reference/{count}" in runs and f"fast/{count}" in runs
+    }
+    return report
+
+
 # --- main --------------------------------------------------------------------------------------------
 
 
@@ -437,6 +505,8 @@ def check(device: torch.device, plan: Plan, work_dir: Path, dtype: str | None, q
         if device.type == "cuda":
             torch.cuda.empty_cache()
     report["llm_7b"] = attempt("LLaMA-7B-shaped LLM", llm_7b, device, plan)
+    deadline = started + BUDGET_SECONDS
+    report["full_size"] = attempt("full-size GLUS", full_size, device, plan, work_dir, dtype, deadline)
     report["seconds"] = time.perf_counter() - started
     return report
 

@@ -40,6 +40,7 @@ def test_prints_and_writes_the_same_json(report: tuple[dict, dict]) -> None:
         "llm_7b",
         "clip_batch",
         "exactness",
+        "full_size",
         "seconds",
     }
 
@@ -88,3 +89,19 @@ def test_llm_figures(report: tuple[dict, dict]) -> None:
         assert llm[key] > 0
     assert math.isfinite(llm["prefix_vs_full_max_abs_diff"]) and llm["prefix_vs_full_max_abs_diff"] < 1.0
     assert llm["peak_mib_batch4"] is None
+
+
+def test_full_size_section_runs_at_reduced_depth(report: tuple[dict, dict]) -> None:
+    data, _ = report
+    full = data["full_size"]
+    assert full["layers"] == 2 and full["hidden_size"] == 128  # --quick: the narrow full shape
+    assert full["build_seconds"] > 0 and full["load_seconds"] > 0
+    assert set(full["runs"]) | set(full["skipped_runs"]) == {
+        f"{s}/{n}" for s in ("reference", "fast") for n in (1, 2)
+    }
+    for key, row in full["runs"].items():
+        assert row["fps"] > 0 and row["host_ms_per_frame"] >= 0, key
+        assert math.isclose(row["fps_per_expression"], row["fps"] * int(key.split("/")[1]))
+        assert row["seg_answers"] == row["results"] > 0  # the full shape answers [SEG]
+        assert row["peak_mib"] is None  # a CUDA-only figure
+    assert all(agree["same_tokens"] for agree in full["fast_vs_reference"].values())

@@ -10,11 +10,16 @@ The estimate adds up:
   memory attention's scores over 7 memories on the math kernel, the Hiera encoder's first stage) and the
   decoded frame and masks;
 - while loading on the CPU into another dtype than the checkpoint's, the checkpoint as stored (it is
-  converted module by module but held until the load ends);
+  converted module by module but held until the load ends); with `--quantize` on the CPU, also the
+  LLaMA as stored, twice, which bitsandbytes' loader holds until every layer is quantised (the quantised plans
+  need more RAM than bf16 at their peak, and run slower on a CPU: the check says so); and SAM2 in
+  fp32 (it is built so, then cast) when the compute dtype is narrower;
 - on the CPU, the Python/torch runtime; on a GPU, the CUDA context and cuBLAS workspace.
 
-These are estimates (within about 10-20% of measured peaks, see benchmarks/README.md): the check refuses a
-plan only when the estimate exceeds the available memory, and then names the plans that would fit.
+plus `MARGIN` (6%). These are estimates, meant as upper bounds: 10-27% above measured peaks on the full
+shape (up to 80% for the quantised plans on the CPU, a loose bound), every plan (benchmarks/README.md,
+`benchmarks/bench_full.py`; tests/test_memory_estimate.py checks it). The check refuses a plan only when
+the estimate exceeds the available memory, and then names the plans that would fit.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ GIB = 2**30
 # bitsandbytes bytes per quantised weight: int8, or NF4 (0.5) + blockwise absmax scales (double-quantised).
 _QUANTIZED_BYTES = {"8bit": 1.0, "4bit": 0.53}
 _QUANTIZED_LINEAR = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
+_FP32_BYTES = 4
+_QUANTIZED_LOADING_COPIES = 2
+"""Copies of the stored LLaMA that quantised loading holds at its peak, as an upper bound: measured, 0.9x
+(7B, 8 bit) to 2x (8 layers of width 2048) its bytes beyond the quantised weights (benchmarks/README.md)."""
 IMAGE_TOKENS = 64
 PROMPT_TEXT_POSITIONS = 256
 """Text positions of a full prompt, rounded up (about 204 with the real LLaMA vocabulary)."""
@@ -44,6 +53,9 @@ SAM2_MEMORY_TOKENS = 64 * 64
 _SAFETENSORS_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
 _CLIP_TEXT_PREFIXES = ("text_model.", "text_projection", "visual_projection", "logit_scale")
 """A full CLIP checkpoint's keys that `CLIPVisionModel` does not load."""
+MARGIN = 1.06
+"""What the terms miss: allocator slack, threads' stacks and buffers. Peaks of the same run vary by a few
+percent (15.9 and 16.6 GB for LLaMA-7B in bf16 on the CPU); with it the estimate stays >= 5% above them."""
 RUNTIME_BYTES = {"cpu": GIB // 2, "mps": GIB // 2, "cuda": GIB}
 """Python + torch + libraries on the CPU (about 0.4 GiB measured); CUDA context + cuBLAS workspace."""
 
@@ -57,12 +69,16 @@ class ModelTensors:
         llm_other: embeddings, `lm_head`, norms.
         rest: projector, `[SEG]` head, SAM2 and the CLIP vision model.
         stored_bytes: the checkpoint's and the tower's bytes in their files' dtypes, by bytes per element.
+        llm_stored_bytes: the LLaMA's bytes in its files' dtypes (what quantised loading holds).
+        sam2: SAM2's elements (SAM2 is built in fp32 on the CPU before its weights are loaded).
     """
 
     llm_linear: int
     llm_other: int
     rest: int
     stored_bytes: dict[int, int]
+    llm_stored_bytes: int
+    sam2: int
 
 
 @dataclass(frozen=True)
@@ -87,8 +103,8 @@ class Footprint:
 
     @property
     def total(self) -> int:
-        """Peak bytes: weights + runtime + the larger of loading and segmenting."""
-        return self.weights + self.runtime + max(self.working_set, self.loading)
+        """Peak bytes: weights + runtime + the larger of loading and segmenting, plus `MARGIN`."""
+        return int((self.weights + self.runtime + max(self.working_set, self.loading)) * MARGIN)
 
     def flags(self, current_dtype: str) -> str:
         """How to ask for this plan on a run now in `current_dtype`: `--dtype bfloat16 --quantize 8bit`."""
@@ -99,7 +115,7 @@ class Footprint:
 
 def count_tensors(folder: Path, tower_dir: Path) -> ModelTensors:
     """Element counts of the GLUS checkpoint in `folder` and the vision model in `tower_dir`, unread."""
-    counts = {"llm_linear": 0, "llm_other": 0, "rest": 0}
+    counts = {"llm_linear": 0, "llm_other": 0, "rest": 0, "llm_stored_bytes": 0, "sam2": 0}
     stored: dict[int, int] = {}
     for name, shape, itemsize in _tensor_shapes(folder):
         route = route_key(name)
@@ -109,8 +125,10 @@ def count_tensors(folder: Path, tower_dir: Path) -> ModelTensors:
         stored[itemsize] = stored.get(itemsize, 0) + size * itemsize
         if route[0] != "llm":
             counts["rest"] += size
+            counts["sam2"] += size if route[0] == "sam2" else 0
         else:
             counts["llm_linear" if _QUANTIZED_LINEAR.search(name) else "llm_other"] += size
+            counts["llm_stored_bytes"] += size * itemsize
     for name, shape, itemsize in _tensor_shapes(tower_dir):
         if not name.startswith(_CLIP_TEXT_PREFIXES):
             counts["rest"] += _numel(shape)
@@ -151,11 +169,14 @@ def released_model_estimate(checkpoint_bytes: int, vision_tower: str) -> tuple[G
         mm_use_im_start_end=True,
         out_dim=256,
     )
+    beside_llm = max(stored - llm_linear - llm_other, 0)  # SAM2-L, the projector and the [SEG] head
     tensors = ModelTensors(
         llm_linear=llm_linear,
         llm_other=llm_other,
-        rest=max(stored - llm_linear - llm_other, 0) + CLIP_L14_VISION_ELEMENTS,
+        rest=beside_llm + CLIP_L14_VISION_ELEMENTS,
         stored_bytes={2: checkpoint_bytes, 4: CLIP_L14_VISION_ELEMENTS * 4},
+        llm_stored_bytes=2 * (llm_linear + llm_other),
+        sam2=beside_llm,  # an upper bound: the projector and head are counted as SAM2's fp32 build too
     )
     return config, tensors
 
@@ -195,13 +216,19 @@ def estimate_footprint(
     llm_linear = tensors.llm_linear * (_QUANTIZED_BYTES[quantize] if quantize else width)
     weights = int(llm_linear + (tensors.llm_other + tensors.rest) * width)
     # Loading on the CPU converts the tensors stored in another width and holds the originals until it ends.
-    converted = sum(size for itemsize, size in tensors.stored_bytes.items() if itemsize != width)
+    loading = sum(size for itemsize, size in tensors.stored_bytes.items() if itemsize != width)
+    if quantize is not None:
+        # transformers' bitsandbytes loader reads the LLaMA as stored and holds it until every layer is
+        # quantised, beside the copy glus-cli's own reader maps: measured peaks need up to twice its bytes.
+        loading += _QUANTIZED_LOADING_COPIES * tensors.llm_stored_bytes
+    if width != _FP32_BYTES:
+        loading += tensors.sam2 * _FP32_BYTES  # built in fp32, cast to `dtype` once its weights are in
     return Footprint(
         dtype=dtype,
         quantize=quantize,
         weights=weights,
         working_set=_working_set(config, device, width, workload),
-        loading=converted if device.type == "cpu" else 0,
+        loading=loading if device.type == "cpu" else 0,
         runtime=RUNTIME_BYTES.get(device.type, GIB // 2),
     )
 
@@ -269,10 +296,9 @@ def check_memory(
         if (other_dtype, other_quantize) != (dtype, quantize)
     ]
     fitting = [plan for plan in alternatives if plan.total <= available]
-    slow = "" if native_bf16 else ", emulated here: very slow"
     if fitting:
         advice = "plans that fit: " + ", ".join(
-            f"{p.flags(dtype)} ({_gb(p.total)}{slow if p.dtype == 'bfloat16' else ''})" for p in fitting
+            f"{p.flags(dtype)} ({_gb(p.total)}{_speed_note(p, device, native_bf16)})" for p in fitting
         )
     elif alternatives:
         smallest = min(alternatives, key=lambda p: p.total)
@@ -285,6 +311,17 @@ def check_memory(
         f"(weights {_gb(footprint.weights)}) "
         f"but {_gb(available)} is {what}; {advice}"
     )
+
+
+def _speed_note(plan: Footprint, device: torch.device, native_bf16: bool) -> str:
+    """What a user should know about a plan's speed before picking it."""
+    if plan.dtype == "bfloat16" and not native_bf16:
+        return ", emulated here: very slow"
+    if plan.quantize is not None and device.type == "cpu":
+        # bitsandbytes' CPU kernels dequantise every layer each step: 2.5x (8 bit) and 4.8x (4 bit) the
+        # bf16 time per frame, measured at full size on a 2-core AMX CPU (benchmarks/README.md).
+        return ", slower than bfloat16 on a CPU"
+    return ""
 
 
 def _gb(size: int) -> str:
