@@ -34,7 +34,14 @@ from glus_cli.plural import plural
 from glus_cli.resume import IsDone, is_complete, restart
 from glus_cli.runner import Expression, ExpressionOutcome, segment_to_outputs
 from glus_cli.safe_names import checked_name, child_path
-from glus_cli.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoSource, natural_key, open_video
+from glus_cli.video import (
+    DEFAULT_FPS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    VideoSource,
+    natural_key,
+    open_video,
+)
 
 if TYPE_CHECKING:
     from glus_cli.model.glus import GlusModel
@@ -356,6 +363,7 @@ def run_batch(
     *,
     stride: int = 1,
     max_frames: int | None = None,
+    folder_fps: float = DEFAULT_FPS,
     keyframe_for: KeyframeLookup | None = None,
     hooks: BatchHooks | None = None,
 ) -> BatchReport:
@@ -369,6 +377,7 @@ def run_batch(
         options: protocol settings.
         stride: keep every `stride`-th frame of each video.
         max_frames: keep at most this many frames (after `stride`).
+        folder_fps: frame rate of the videos that are folders of frames (video files keep their own).
         keyframe_for: key-frame index of ``(video, exp_id, frame_names)`` (None: plain forward runs).
         hooks: progress and extra-output callbacks, and the completeness test.
 
@@ -393,7 +402,15 @@ def run_batch(
         try:
             report.outcomes.extend(
                 _run_video(
-                    model, task, pending, out, formats, options, stride, max_frames, keyframe_for, hooks
+                    model,
+                    task,
+                    pending,
+                    out,
+                    formats,
+                    options,
+                    open_video_args={"stride": stride, "max_frames": max_frames, "folder_fps": folder_fps},
+                    keyframe_for=keyframe_for,
+                    hooks=hooks,
                 )
             )
         except Exception as error:  # one bad video must not stop the run
@@ -418,15 +435,15 @@ def _run_video(
     out: Path,
     formats: Sequence[str],
     options: SegmentationOptions,
-    stride: int,
-    max_frames: int | None,
+    *,
+    open_video_args: dict[str, Any],
     keyframe_for: KeyframeLookup | None,
     hooks: BatchHooks,
 ) -> list[ExpressionOutcome]:
     """Segment the pending expressions of one video in one pass over its frames."""
     if task.source is None:
         raise InputError(f"video {task.name} is listed in the expressions file but not in the input folder")
-    with open_video(task.source, stride=stride, max_frames=max_frames) as video:
+    with open_video(task.source, **open_video_args) as video:
         jobs = [
             replace(exp, keyframe=keyframe_for(task.name, exp.exp_id, video.frame_names))
             if keyframe_for is not None

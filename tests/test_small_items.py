@@ -88,6 +88,23 @@ def test_fps_of_a_frame_folder_and_singular_counts(
     assert "(1 frames)" not in output and "0/?" not in output, output
 
 
+@pytest.mark.usefixtures("cli_environment")
+def test_fps_of_frame_folders_in_a_batch(cli_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`glus batch --fps` times frame-folder overlays; a rerun with another rate is refused."""
+    import av
+
+    write_frame_folder(Path("videos/clip"), 2, size=(32, 48))
+    Path("expressions.json").write_text(json.dumps({"clip": ["the dog"]}))
+    args = ["batch", "videos", "-e", "expressions.json", "--model", str(cli_checkpoint), "--device", "cpu"]
+    args += ["-o", "out", "-f", "overlay", "--quiet"]
+    code, output = run_glus([*args, "--fps", "10"], capsys)
+    assert code == 0, output
+    with av.open("out/clip/0/overlay.mp4") as container:
+        assert container.streams.video[0].average_rate == 10
+    code, output = run_glus([*args, "--fps", "12"], capsys)
+    assert code == 5 and "fps: was 10.0, now 12.0" in output, output
+
+
 def test_plain_progress_without_a_total_says_no_count(capsys: pytest.CaptureFixture[str]) -> None:
     progress = PlainProgress()
     task = progress.add_task("loading Swindl/GLUS-A", total=None, unit="steps")

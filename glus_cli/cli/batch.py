@@ -22,6 +22,7 @@ from glus_cli.cli.console import console
 from glus_cli.cli.options import (
     ExpressionsOption,
     FormatOption,
+    FpsOption,
     InputArgument,
     ModelArgs,
     ProtocolArgs,
@@ -59,6 +60,7 @@ from glus_cli.outputs import validate_formats
 from glus_cli.plural import plural
 from glus_cli.protocol import Workload
 from glus_cli.run_record import resumable_run
+from glus_cli.video import DEFAULT_FPS
 
 
 @option_groups
@@ -104,6 +106,7 @@ def batch(
         ),
     ] = None,
     skip_missing: SkipMissingOption = False,
+    fps: FpsOption = DEFAULT_FPS,
     quiet: QuietOption = False,
     no_report: NoReportOption = False,
 ) -> None:
@@ -141,6 +144,7 @@ def batch(
         "protocol": asdict(protocol),
         "formats": formats_used,
         "keyframes": None if keyframes is None else str(keyframes.absolute()),
+        "fps": fps,
     }
     summary_name = SUMMARY_NAME if shard_count == 1 else f"summary.shard-{shard_index}-of-{shard_count}.json"
     # 3. the expressions, every video resolved, and the key-frame file (read before anything is written)
@@ -160,7 +164,9 @@ def batch(
             # 6. the model's files, and the expressions its LLM cannot take (failed, the others run)
             runnable, refused = refuse_long_expressions(resolved_model(spec, on_ray=on_ray), tasks, options)
             if ray_address is not None:  # 7. on each worker, before its first video
-                ray_spec = WorkerSpec(spec, options, tuple(formats_used), stride, max_frames, keyframes, out)
+                ray_spec = WorkerSpec(
+                    spec, options, tuple(formats_used), stride, max_frames, keyframes, out, fps
+                )
                 ray_run = run_on_ray_with_progress(
                     runnable,
                     ray_spec,
@@ -185,6 +191,7 @@ def batch(
                         options,
                         stride=stride,
                         max_frames=max_frames,
+                        folder_fps=fps,
                         keyframes=lookup,
                         quiet=quiet,
                     )

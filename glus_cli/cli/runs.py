@@ -206,6 +206,7 @@ def run_with_progress(
     *,
     stride: int,
     max_frames: int | None,
+    folder_fps: float,
     keyframes: KeyframeLookup | None,
     quiet: bool,
 ) -> BatchReport:
@@ -219,6 +220,7 @@ def run_with_progress(
             options,
             stride=stride,
             max_frames=max_frames,
+            folder_fps=folder_fps,
             keyframe_for=keyframes,
             hooks=BatchHooks(on_video=video_progress(progress)),
         )

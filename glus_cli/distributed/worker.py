@@ -28,6 +28,7 @@ from glus_cli.errors import InputError
 from glus_cli.keyframe_files import keyframe_lookup
 from glus_cli.model_spec import ModelSpec
 from glus_cli.protocol import SegmentationOptions, Workload, num_query_steps
+from glus_cli.video import DEFAULT_FPS
 
 if TYPE_CHECKING:
     from glus_cli.runner import Expression
@@ -53,6 +54,7 @@ class WorkerSpec:
         max_frames: keep at most this many frames.
         keyframes: key-frame score file (each worker reads it), or None.
         out: the output root, the same path on every node.
+        folder_fps: frame rate of the videos that are folders of frames.
     """
 
     model: ModelSpec
@@ -62,6 +64,7 @@ class WorkerSpec:
     max_frames: int | None
     keyframes: Path | None
     out: Path
+    folder_fps: float = DEFAULT_FPS
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class GlusWorker:
             self._spec.options,
             stride=self._spec.stride,
             max_frames=self._spec.max_frames,
+            folder_fps=self._spec.folder_fps,
             keyframe_for=self._keyframes,
             hooks=BatchHooks(on_video=self._reporter(board)),
         )
