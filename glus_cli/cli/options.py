@@ -102,8 +102,9 @@ ContextSamplerOption = Annotated[
 ScheduleOption = Annotated[
     Schedule,
     typer.Option(
-        help="fast: reuse unchanged work (same [SEG] decisions, masks to IoU >= 0.999); fast-exact: reuse "
-        "only what keeps results bit-identical; reference: the official order of work (slowest).",
+        help="fast: reuse unchanged work (same [SEG] decisions, masks to IoU >= 0.999 in fp32, >= 0.97 in "
+        "bf16); fast-exact: reuse only what keeps results bit-identical; reference: the official order of "
+        "work (slowest).",
         rich_help_panel=_PROTOCOL,
     ),
 ]
