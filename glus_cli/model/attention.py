@@ -101,10 +101,11 @@ def math_in_chunks(
     The math kernel (`_scaled_dot_product_attention_math`) casts half-precision inputs to fp32, scales
     both the queries and the keys by the square root of the softmax scale, takes the fp32 scores, their
     softmax and the product with the values, and casts back. Every output row depends on its own query
-    row only, and the CPU's fp32 matrix products sum each row in the same order whatever the number of
-    rows, from about 16 rows on (fewer rows take another kernel): so chunks of equal size, at most
-    `CHUNK_SCORES / keys` queries and at least `MIN_CHUNK_ROWS`, give the math kernel's bits
-    (`tests/test_devices.py` checks it on the CPU at hand) without its whole score matrix.
+    row only. With AVX512 kernels the fp32 matrix products sum each row in the same order whatever the
+    number of rows, from about 16 rows on (fewer take another kernel), so chunks of equal size, at most
+    `CHUNK_SCORES / keys` queries and at least `MIN_CHUNK_ROWS`, give the math kernel's bits without its
+    whole score matrix. With AVX2 kernels the order depends on the row count, and a few bf16 outputs in
+    a million round the other way (CPU flash on fp32 copies: about 600; `tests/test_devices.py`).
     """
     root_scale = math.sqrt(scale if scale is not None else 1 / math.sqrt(query.shape[-1]))
     keys = (key.float() * root_scale).transpose(-2, -1)
@@ -120,7 +121,7 @@ def math_in_chunks(
 
 
 class MathInChunks(TorchFunctionMode):
-    """Within it, `F.scaled_dot_product_attention` runs `math_in_chunks` (same bits as the math kernel).
+    """Within it, `F.scaled_dot_product_attention` runs `math_in_chunks` (the math kernel's formula).
 
     sam2's attention modules call SDPA themselves, so its inputs are reached through torch's function
     override mechanism. Calls this formula does not cover (a mask, causal, dropout, grouped queries) go
