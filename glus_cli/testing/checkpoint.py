@@ -231,15 +231,7 @@ def build_checkpoint(
     tokenizer = GlusTokenizer.from_pretrained(glus_dir)
     _write_clip(clip_dir, spec, seed)
 
-    if spec.sam2_config is None:
-        (glus_dir / TINY_SAM2_FILE).write_text(TINY_SAM2_YAML, encoding="utf-8")
-        sam2_config = str(glus_dir / TINY_SAM2_FILE)
-    else:
-        sam2_config = spec.sam2_config
-    # A randomly initialised SAM2 decoder is biased towards all-foreground or all-background masks;
-    # this seed offset gives masks of 20-60% foreground that differ between expressions.
-    torch.manual_seed(seed + _SAM2_SEED_OFFSET)
-    sam2 = build_sam2_model(sam2_config, device="cpu")
+    sam2 = seeded_sam2(glus_dir, spec, seed)
     out_dim = int(sam2.hidden_dim)
 
     llama_config = LlamaConfig(
@@ -304,6 +296,20 @@ def seg_row_gain(num_layers: int) -> float:
     same way and keeps a margin of about 3x at every depth; a fixed gain of 20 loses at 32 layers.
     """
     return _SEG_ROW_GAIN * math.sqrt(num_layers)
+
+
+def seeded_sam2(glus_dir: Path, spec: ModelShape, seed: int) -> torch.nn.Module:
+    """`spec`'s SAM2, randomly initialised from `seed`; a shape without a SAM2 config gets the tiny SAM2,
+    whose yaml is written into `glus_dir` (the checkpoint names it there)."""
+    if spec.sam2_config is None:
+        (glus_dir / TINY_SAM2_FILE).write_text(TINY_SAM2_YAML, encoding="utf-8")
+        sam2_config = str(glus_dir / TINY_SAM2_FILE)
+    else:
+        sam2_config = spec.sam2_config
+    # A randomly initialised SAM2 decoder is biased towards all-foreground or all-background masks;
+    # this seed offset gives masks of 20-60% foreground that differ between expressions.
+    torch.manual_seed(seed + _SAM2_SEED_OFFSET)
+    return build_sam2_model(sam2_config, device="cpu")
 
 
 def _heads_state(spec: ModelShape, out_dim: int, seed: int) -> dict:

@@ -33,7 +33,6 @@ import torch
 from safetensors.torch import save_file
 
 from glus_cli.errors import InputError
-from glus_cli.model.segmenter import build_sam2_model
 from glus_cli.model.tokenizer import (
     ADDED_TOKENS_FILE,
     SPECIAL_TOKENS_MAP_FILE,
@@ -43,17 +42,16 @@ from glus_cli.model.tokenizer import (
 )
 from glus_cli.testing.checkpoint import (
     _LLAMA_WEIGHT_STD,
-    _SAM2_SEED_OFFSET,
     _SEG_CHANNEL,
     SHAPES,
     TINY_SAM2_FILE,
-    TINY_SAM2_YAML,
     ModelShape,
     SegBehaviour,
     SyntheticCheckpoint,
     _config_json,
     _heads_state,
     _write_clip,
+    seeded_sam2,
     seg_row_gain,
 )
 from glus_cli.testing.tokenizer import build_tiny_tokenizer
@@ -104,13 +102,7 @@ def build_full_checkpoint(
     tokenizer = GlusTokenizer.from_pretrained(glus_dir)
     _write_clip(clip_dir, spec, seed)
 
-    if spec.sam2_config is None:  # a narrow test shape: the tiny SAM2, its yaml inside the checkpoint
-        (glus_dir / TINY_SAM2_FILE).write_text(TINY_SAM2_YAML, encoding="utf-8")
-        sam2_config = str(glus_dir / TINY_SAM2_FILE)
-    else:
-        sam2_config = spec.sam2_config
-    torch.manual_seed(seed + _SAM2_SEED_OFFSET)
-    sam2 = build_sam2_model(sam2_config, device="cpu")
+    sam2 = seeded_sam2(glus_dir, spec, seed)  # a narrow test shape: the tiny SAM2
     out_dim = int(sam2.hidden_dim)
     tail = dict(_heads_state(spec, out_dim, seed))
     tail.update({f"model.visual_model.{k}": v for k, v in sam2.state_dict().items()})
