@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,18 @@ def run_glus(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     captured = capsys.readouterr()
     code = exited.value.code
     return (code if isinstance(code, int) else 1), captured.out + captured.err
+
+
+def processes_naming(path: Path) -> list[int]:
+    """Ids of the processes whose command line names `path` (a Ray cluster's session folder, say)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command_line = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:  # the process is gone
+            continue
+        if str(path) in command_line:
+            found.append(int(proc.name))
+    return found

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import run_glus
+from cli_helpers import processes_naming, run_glus
 from glus_dataset import copy_tree, tree_bytes
 
 from glus_cli.cli.app import main
@@ -267,7 +267,7 @@ def test_ctrl_c_shuts_a_local_cluster_down(data: RayDataset, tmp_path: Path) -> 
             if "Ray: 1 workers" in line:
                 break
         assert any("RAY_AUTH_MODE=disabled ignored" in line for line in seen), seen
-        assert _ray_processes(ray_tmp), "the local cluster is running"
+        assert processes_naming(ray_tmp), "the local cluster is running"
         assert stat.S_IMODE((ray_tmp / ".ray" / "auth_token").stat().st_mode) == 0o600
         driver.send_signal(signal.SIGTERM)
         assert driver.wait(timeout=60) == 130
@@ -275,22 +275,7 @@ def test_ctrl_c_shuts_a_local_cluster_down(data: RayDataset, tmp_path: Path) -> 
         if driver.poll() is None:
             driver.kill()
     deadline = time.monotonic() + 20
-    while _ray_processes(ray_tmp) and time.monotonic() < deadline:
+    while processes_naming(ray_tmp) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _ray_processes(ray_tmp) == []
+    assert processes_naming(ray_tmp) == []
     shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def _ray_processes(ray_tmp: Path) -> list[int]:
-    """Processes whose command line names `ray_tmp` (the local cluster's session lives under it)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            command_line = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:  # the process is gone
-            continue
-        if str(ray_tmp) in command_line:
-            found.append(int(proc.name))
-    return found

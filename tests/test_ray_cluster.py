@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_helpers import processes_naming
 from glus_dataset import tree_bytes
 
 from glus_cli.distributed.cluster import OPEN_CLUSTER_WARNING
@@ -67,7 +68,7 @@ class TwoNodes:
     def node_pids(self, name: str) -> list[int]:
         """The node's processes: those naming its temp folder (raylet, agents) and their children (its
         Ray workers, whose command line Ray rewrites to ``ray::...``)."""
-        found = set(_processes_naming(self.root / name))
+        found = set(processes_naming(self.root / name))
         while True:
             children = {pid for pid, parent in _parents().items() if parent in found} - found
             if not children:
@@ -87,20 +88,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _processes_naming(path: Path) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            command_line = (proc / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(path) in command_line:
-            found.append(int(proc.name))
-    return found
 
 
 def _parents() -> dict[int, int]:
@@ -159,7 +146,7 @@ def two_nodes() -> Iterator[TwoNodes]:
         _ray_start(env, f"--address={address}", f"--temp-dir={root / 'worker'}")
         yield TwoNodes(root, address, env)
     finally:
-        _stop(_processes_naming(root))
+        _stop(processes_naming(root))
         shutil.rmtree(root, ignore_errors=True)
 
 
