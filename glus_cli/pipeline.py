@@ -21,10 +21,11 @@ Three schedules (`SegmentationOptions.schedule`) run the same protocol with diff
   prefix from BOS to the first query frame's `<im_start>` is the same in every prompt of a video (the
   context frames depend only on the frame count, the window and the expression come after it), so its
   key/value cache is computed once per video; the heads run on the last position only; and on a GPU the
-  expressions visiting a frame go through the LLM together (`llm_batch_size`). Same `[SEG]` decisions;
-  masks agree with `reference` per frame within `glus_cli.fidelity`'s bound: IoU >= 0.999 in fp32, >= 0.97
-  in bf16 (exact in math, not in floating point: the prefix and the rest of the prompt go through separate
-  matrix products).
+  expressions visiting a frame go through the LLM together (`llm_batch_size`). SAM2's attention runs on
+  faster kernels (`glus_cli.model.attention`), and on a CPU the LLaMA's eager attention a chunk of heads at
+  a time (the same bits, `llm_attention_for`). Same `[SEG]` decisions; masks agree with `reference` per
+  frame within `glus_cli.fidelity`'s bound: IoU >= 0.999 in fp32, >= 0.97 in bf16 (exact in math, not in
+  floating point: the prefix and the rest of the prompt go through separate matrix products).
 
 Every schedule knows in advance which frames it visits, in which order, so it hands that plan to
 `glus_cli.frame_inputs`, which decodes and preprocesses the frames ahead on a background thread
@@ -52,7 +53,7 @@ from glus_cli.frame_inputs import FrameInputStream, FrameRequest, frame_inputs
 from glus_cli.model.attention import AttentionKernels, attention_for_schedule
 from glus_cli.model.glus import GlusModel
 from glus_cli.model.memory_bank import MemoryBank
-from glus_cli.model.mllm import SegDecision
+from glus_cli.model.mllm import LlmAttention, SegDecision, llm_attention_for
 from glus_cli.model.prompt import build_prompt_ids, normalize_expression, query_window
 from glus_cli.model.segmenter import FrameFeatures, upsample_logits
 from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX
@@ -430,6 +431,7 @@ class _LanguageStep:
         options: N_C and N_Q.
         reuse_prefix: reuse the prefix cache and batch (the `fast` schedule).
         batch_size: most prompts per LLM forward when `reuse_prefix`.
+        attention: the LLaMA's attention implementation (`llm_attention_for` the schedule's kernels).
     """
 
     def __init__(
@@ -440,6 +442,7 @@ class _LanguageStep:
         *,
         reuse_prefix: bool,
         batch_size: int,
+        attention: LlmAttention,
     ) -> None:
         self.model = model
         self.context_tokens = context_tokens
@@ -447,6 +450,7 @@ class _LanguageStep:
         self.num_query_frames = options.num_query_frames
         self.reuse_prefix = reuse_prefix
         self.batch_size = batch_size
+        self.attention = attention
         self._prompt_ids: dict[tuple[str, int], list[int]] = {}
         self._prefix_caches: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -466,7 +470,9 @@ class _LanguageStep:
             decisions = []
             for question in questions:
                 image_tokens = torch.cat([self.context_tokens, question.window_tokens])
-                hidden = language(language.embed_prompt(question.input_ids, image_tokens))
+                hidden = language(
+                    language.embed_prompt(question.input_ids, image_tokens), attention=self.attention
+                )
                 decisions.append(language.decide(hidden, full_sequence=True))
             return decisions
         by_prefix: dict[tuple[int, ...], list[int]] = {}
@@ -487,7 +493,8 @@ class _LanguageStep:
         if prefix not in self._prefix_caches:
             language = self.model.language
             cache = DynamicCache()
-            language(language.embed_prompt(list(prefix), self.context_tokens), past_key_values=cache)
+            prompt = language.embed_prompt(list(prefix), self.context_tokens)
+            language(prompt, past_key_values=cache, attention=self.attention)
             self._prefix_caches[prefix] = [(layer.keys, layer.values) for layer in cache.layers]
         return self._prefix_caches[prefix]
 
@@ -506,7 +513,7 @@ class _LanguageStep:
                 for keys, values in self._prefix_cache(prefix)
             ]
         )
-        hidden = language(batch, past_key_values=cache)  # (B, max L_i, hidden)
+        hidden = language(batch, past_key_values=cache, attention=self.attention)  # (B, max L_i, hidden)
         # Each prompt's last real row, gathered by slicing: indices from the host, no copy to the GPU.
         last_rows = torch.cat(
             [hidden[row : row + 1, length - 1 : length] for row, length in enumerate(lengths)]
@@ -574,6 +581,7 @@ def _fast_sweeps(
         options,
         reuse_prefix=options.schedule == "fast",
         batch_size=batch_size,
+        attention=llm_attention_for(attention_for_schedule(options.schedule), model.device),
     )
     num_query_frames = options.num_query_frames
     for direction in ("forward", "backward"):

@@ -10,12 +10,16 @@ projects into the prompt embedding for SAM2's mask decoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AttentionInterface, Cache, CLIPVisionModel, LlamaForCausalLM
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers.models.llama.modeling_llama import repeat_kv
 
+from glus_cli.model.attention import AttentionKernels
 from glus_cli.model.config import IMAGE_TOKEN_POOL
 from glus_cli.model.tokenizer import IMAGE_TOKEN_INDEX
 from glus_cli.transfers import to_device
@@ -47,6 +51,74 @@ def _clip_eager_attention(
 
 
 AttentionInterface.register(CLIP_ATTENTION, _clip_eager_attention)
+
+LLAMA_EAGER_IN_CHUNKS = "glus_eager_in_head_chunks"
+"""The LLaMA's eager attention a chunk of heads at a time (`_eager_attention_in_head_chunks`)."""
+LlmAttention = Literal["eager", "glus_eager_in_head_chunks"]
+"""transformers' name of the LLaMA attention implementation a forward runs."""
+CHUNK_SCORES = 2**20
+"""Attention scores per chunk of heads at most (4 MiB in fp32): a chunk's scores stay in the core's cache."""
+
+
+def _eager_attention_in_head_chunks(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """transformers' eager LLaMA attention (`eager_attention_forward`), a chunk of heads at a time.
+
+    Eager attention passes the whole (B, heads, L, K) score matrix through five operations (product, scale,
+    mask, fp32 softmax, cast back), each a round trip through memory: about 10M scores per layer for a
+    406-position suffix over a 330-position cache at LLaMA-7B's 32 heads. Heads are independent, so the
+    same operations over a few heads at a time give the same bits, and on a CPU the chunk's scores stay
+    in the core's cache: about a fifth of a LLaMA-7B layer's time on a 2-core AMX CPU
+    (benchmarks/README.md, "A faster CPU default at 7B"). Inference only (no dropout); the weights are
+    not returned (nothing here asks for them).
+
+    Args:
+        module: the calling `LlamaAttention` (transformers' interface; not read).
+        query: (B, heads, L, head_dim).
+        key: (B, kv_heads, K, head_dim).
+        value: (B, kv_heads, K, head_dim).
+        attention_mask: eager's additive mask (B, 1, L, K) in the model dtype, or None.
+        scaling: the softmax scale, 1 / sqrt(head_dim).
+        **kwargs: the rest of transformers' interface (dropout, position ids; not read).
+
+    Returns:
+        (B, L, heads, head_dim) attention output, and None.
+    """
+    groups = query.shape[1] // key.shape[1]
+    keys = repeat_kv(key, groups).transpose(2, 3)  # (B, heads, head_dim, K)
+    values = repeat_kv(value, groups)
+    batch, heads, length, _ = query.shape
+    out = query.new_empty((batch, length, heads, values.shape[-1]))
+    step = max(1, CHUNK_SCORES // (batch * length * keys.shape[-1]))
+    for start in range(0, heads, step):
+        chunk = slice(start, start + step)
+        weights = torch.matmul(query[:, chunk], keys[:, chunk]) * scaling
+        if attention_mask is not None:
+            weights = weights + attention_mask
+        weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+        out[:, :, chunk] = torch.matmul(weights, values[:, chunk]).transpose(1, 2)
+    return out, None
+
+
+AttentionInterface.register(LLAMA_EAGER_IN_CHUNKS, _eager_attention_in_head_chunks)
+AttentionMaskInterface.register(LLAMA_EAGER_IN_CHUNKS, eager_mask)
+
+
+def llm_attention_for(kernels: AttentionKernels, device: torch.device) -> LlmAttention:
+    """The LLaMA attention to run with SAM2's attention `kernels` (`glus_cli.model.attention`).
+
+    `official` runs transformers' eager attention, the official formula. The faster choices run it a chunk
+    of heads at a time on a CPU (the same bits, from the cache); a GPU keeps eager, whose passes over the
+    scores are not its bottleneck.
+    """
+    return LLAMA_EAGER_IN_CHUNKS if kernels != "official" and device.type == "cpu" else "eager"
 
 
 class RotaryTable(nn.Module):
@@ -175,17 +247,31 @@ class SegLanguageModel(nn.Module):
         return torch.cat(pieces)[None]
 
     @torch.inference_mode()
-    def forward(self, inputs_embeds: torch.Tensor, past_key_values: Cache | None = None) -> torch.Tensor:
-        """Final-norm hidden states (B, L, hidden) of a causal prefill; positions continue after the cache."""
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        past_key_values: Cache | None = None,
+        attention: LlmAttention = "eager",
+    ) -> torch.Tensor:
+        """Final-norm hidden states (B, L, hidden) of a causal prefill; positions continue after the cache.
+
+        `attention` is transformers' attention implementation for this call (`llm_attention_for`). Every
+        layer reads it from the one config the model shares, so it is set for the call and restored after.
+        """
         cached = 0 if past_key_values is None else past_key_values.get_seq_length()
         rotary = self.llm.model.rotary_emb
         if isinstance(rotary, RotaryTable):
             rotary.ensure_positions(cached + inputs_embeds.shape[1])
-        output = self.llm.model(
-            inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
-            use_cache=past_key_values is not None,
-        )
+        config = self.llm.config
+        chosen, config._attn_implementation = config._attn_implementation, attention
+        try:
+            output = self.llm.model(
+                inputs_embeds=inputs_embeds,
+                past_key_values=past_key_values,
+                use_cache=past_key_values is not None,
+            )
+        finally:
+            config._attn_implementation = chosen
         return output.last_hidden_state
 
     @torch.inference_mode()
