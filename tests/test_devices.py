@@ -166,10 +166,10 @@ def test_math_in_chunks_follows_the_math_kernel(
     scale: float | None,
 ) -> None:
     """`math-chunks` computes what the official CPU kernel computes, chunk boundaries included (chunks of
-    1024 queries at 7 memories, as here). In half precision its outputs are the math kernel's but for
+    146 queries at 7 memories, as here). In half precision its outputs are the math kernel's but for
     rare rounding steps, far rarer than CPU flash's on fp32 copies (`fused`): none with this CPU's
     AVX512 kernels; with AVX2 kernels the fp32 products of a chunk may sum in another order."""
-    monkeypatch.setattr(attention, "CHUNK_SCORES", 1024 * keys)
+    monkeypatch.setattr(attention, "CHUNK_SCORES", attention.CHUNK_SCORES // (7 * 4096) * keys)
     generator = torch.Generator().manual_seed(1)
     q = torch.randn(1, heads, queries, width, generator=generator).to(dtype)
     k, v = (torch.randn(1, heads, keys, width, generator=generator).to(dtype) for _ in range(2))

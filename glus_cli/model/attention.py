@@ -17,7 +17,8 @@ Four choices (`AttentionKernels`):
   score matrix (4096 x 28672 in fp32 at 7 memories, 470 MB); a chunk of rows at a time gives the same
   bits with AVX512 kernels, in a fraction of the memory. One bf16 cross-attention at 7 memories took
   1.47 s against the math kernel's 1.69 s and 0.72 s for CPU flash on fp32 copies on a quiet machine
-  (3.9 s, 9.9 s and 2.6 s under memory-bus contention; `benchmarks/README.md`).
+  (3.9 s, 9.9 s and 2.6 s under memory-bus contention; `benchmarks/README.md`) with chunks of 128 MiB,
+  and 0.58 s with today's chunks of 16 MiB (`CHUNK_SCORES`; on another day, when 128 MiB took 0.71 s).
 - `fastest`: what the `fast` schedule asks for; `fused` in fp32 (CPU flash there differs from the math
   kernel by about 5e-8, which no mask has shown), `math-chunks` on the CPU in bf16/fp16. CPU flash also
   computes in fp32, but sums in another order, so some outputs round to the neighbouring bf16 value; the
@@ -47,8 +48,12 @@ AttentionKernels = Literal["official", "fastest", "fused", "math-chunks"]
 _HALF = (torch.bfloat16, torch.float16)
 FLASH_MIN_CAPABILITY = 8
 """Compute capability major from which the official copy uses flash attention (Ampere)."""
-CHUNK_SCORES = 2**25
-"""Attention scores (fp32) per chunk of `MathInChunks` at most: 128 MiB (1024 queries over 7 x 4096)."""
+CHUNK_SCORES = 2**22
+"""Attention scores (fp32) per chunk of `MathInChunks` at most: 16 MiB (146 queries over 7 x 4096 keys).
+
+Smaller chunks keep more of a chunk's scores in the cache between the product, the softmax and the product
+with the values: one cross-attention at 7 memories took 0.58 s in chunks of 16 MiB against 0.71 s in
+chunks of 128 MiB (2-core AMX CPU, quiet), with the same bits."""
 MIN_CHUNK_ROWS = 64
 """Queries per chunk at least: a product of a few rows takes another kernel, which sums in another order."""
 
