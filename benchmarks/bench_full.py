@@ -12,7 +12,8 @@ that the memory check admits on this machine, with 1 and 4 expressions, and repo
 - the stage split per frame (`stage_timing.stage_timer` around the model the CLI loads): CLIP, LLM, SAM2
   image encoder, SAM2 decoder + memory, and host (the rest of the wall time: decoding, preprocessing not
   hidden by the prefetch thread, writing masks);
-- the peak RSS of the CLI process against the memory check's estimate (the headroom must be >= 5%);
+- the peak RSS of the CLI process against the estimate its memory check made (the headroom must be >= 5%;
+  `--llm-batch-size`, passed to the CLI, changes both);
 - the `[SEG]` answers (a frame without `[SEG]` gets no mask: its timing would not be the real one).
 
 Writes JSON (`--json`) and prints a table. Each run is one process; on a shared machine run the whole
@@ -151,7 +152,15 @@ def frame_times(out_dir: Path, num_expressions: int) -> list[float]:
     return [latest[name] for name in sorted(latest) if counts[name] == num_expressions]
 
 
-def run_cli(checkpoint: Path, frames: Path, plan: Plan, num_expressions: int, work: Path, cold: bool) -> dict:
+def run_cli(
+    checkpoint: Path,
+    frames: Path,
+    plan: Plan,
+    num_expressions: int,
+    work: Path,
+    cold: bool,
+    llm_batch_size: int | None = None,
+) -> dict:
     """One `glus segment` run of `plan` on `frames`: timings, stage split, peak RSS."""
     out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     stages_path = out_dir.with_suffix(".stages.json")
@@ -159,6 +168,8 @@ def run_cli(checkpoint: Path, frames: Path, plan: Plan, num_expressions: int, wo
     cli_args = ["segment", str(frames), *expressions, "--model", str(checkpoint / "glus")]
     cli_args += ["--vision-tower", str(checkpoint / "clip"), "--device", "cpu", *plan.flags()]
     cli_args += ["--output-dir", str(out_dir), "--format", "png", "--quiet"]
+    if llm_batch_size is not None:
+        cli_args += ["--llm-batch-size", str(llm_batch_size)]
     dropped = drop_page_cache() if cold else False
     load_before = os.getloadavg()[0]
     start = time.time()
@@ -175,7 +186,8 @@ def run_cli(checkpoint: Path, frames: Path, plan: Plan, num_expressions: int, wo
     summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     timing = json.loads(stages_path.read_text(encoding="utf-8"))
     times = frame_times(out_dir, num_expressions)
-    return _run_record(plan, num_expressions, summary, timing, times, wall, dropped, load_before)
+    record = _run_record(plan, num_expressions, summary, timing, times, wall, dropped, load_before)
+    return {**record, "llm_batch_size": llm_batch_size, "run_folder": str(out_dir)}
 
 
 def _run_record(
@@ -208,7 +220,7 @@ def _run_record(
         "preprocess_overlapped": "preprocess" in timing["stages"],
         "peak_rss_gb": round(rss_gb, 2),
         "estimate_gb": plan.estimate_gb,
-        "headroom": round(plan.estimate_gb / rss_gb - 1, 3),
+        "headroom": round(summary["model"]["memory_estimate_gb"] / rss_gb - 1, 3),  # the run's own check
         "cli_estimate_gb": summary["model"]["memory_estimate_gb"],
         "frames_without_seg": without_seg,
         "wall_seconds": round(wall, 1),
@@ -258,12 +270,13 @@ def table(runs: Sequence[dict]) -> str:
     for r in runs:
         s = r["stages_per_frame"]
         steady = r["seconds_per_frame_steady"]
+        batch = f" (batch {r['llm_batch_size']})" if r.get("llm_batch_size") else ""
         lines.append(
-            f"| {r['plan']} | {r['expressions']} | {r['frames']} | "
+            f"| {r['plan']} | {r['expressions']}{batch} | {r['frames']} | "
             f"{r['load_seconds']:.1f}{' (cold)' if r['cold'] else ''} | "
             f"{'-' if steady is None else f'{steady:.2f}'} (from {r['steady_from_frame']}) | "
             f"{s['clip']:.2f} | {s['llm']:.2f} | {s['sam2_encoder']:.2f} | {s['decoder_memory']:.2f} | "
-            f"{s['host']:.2f} | {r['peak_rss_gb']:.2f} | {r['estimate_gb']:.2f} | {r['headroom']:+.1%} | "
+            f"{s['host']:.2f} | {r['peak_rss_gb']:.2f} | {r['cli_estimate_gb']:.2f} | {r['headroom']:+.1%} | "
             f"{r['frames_without_seg']} | {r['load_average'][0]:.1f}-{r['load_average'][1]:.1f} |"
         )
     return "\n".join(lines)
@@ -281,6 +294,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--expressions", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--plans", nargs="+", help="plan names to run (default: every admitted one)")
     parser.add_argument("--cold", action="store_true", help="first run of each plan after dropping caches")
+    parser.add_argument("--llm-batch-size", type=int, help="passed to glus segment (default: its own)")
     parser.add_argument("--json", type=Path, help="write the report here")
     return parser.parse_args(argv)
 
@@ -298,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for plan in chosen:
         for index, num_expressions in enumerate(args.expressions):
             cold = args.cold and index == 0
-            runs.append(run_cli(checkpoint, frames, plan, num_expressions, work, cold))
+            runs.append(run_cli(checkpoint, frames, plan, num_expressions, work, cold, args.llm_batch_size))
             logger.info("%s", runs[-1])
     report = {
         "machine": {

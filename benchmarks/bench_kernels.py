@@ -1,7 +1,7 @@
 """The kernels behind the CPU default at 7B (issue #15 item 5): each candidate's time and bits.
 
 Three measurements at LLaMA-7B's and SAM2-L's real widths, with random weights, in bf16 (the `auto` plan on
-a CPU with native bf16):
+a CPU with native bf16; `--dtype float32` runs the LLM and its products in fp32, the plan without it):
 
 - `llm`: one LLaMA-7B decoder layer over the `fast` schedule's suffix (406 positions on a 310-position
   cached prefix), per attention implementation: `eager` (the official formula, what `reference` runs),
@@ -15,7 +15,7 @@ a CPU with native bf16):
 Each row is the median of `--repeats` runs, interleaved so that a noisy neighbour hits every candidate alike.
 `--narrow` divides every width by 16 (the suite's smoke run, `tests/test_bench_kernels.py`).
 
-    .venv/bin/python benchmarks/bench_kernels.py [--json out.json] [--repeats 5] [--only llm gemm]
+    .venv/bin/python benchmarks/bench_kernels.py [--json F] [--repeats 5] [--only llm gemm] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -40,10 +40,14 @@ CHUNK_SIZES = (2**25, 2**23, 2**22, 2**21)
 
 
 @dataclass(frozen=True)
-class Widths:
-    """The widths measured: LLaMA-7B's and SAM2-L's memory attention, or all of them divided by `divisor`."""
+class Setup:
+    """What is measured: LLaMA-7B's and SAM2-L's widths (or all divided by `divisor`), the LLM in `dtype`.
+
+    The memory attention is always in bf16: `math-chunks` is the `fast` schedule's kernel in bf16 only.
+    """
 
     divisor: int = 1
+    dtype: torch.dtype = torch.bfloat16
 
     @property
     def llm(self) -> dict[str, int]:
@@ -77,19 +81,19 @@ def _interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[s
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_llm(widths: Widths, repeats: int) -> list[dict]:
+def bench_llm(setup: Setup, repeats: int) -> list[dict]:
     """ms per LLaMA-7B layer for each attention implementation, and whether it gives eager's bits."""
     torch.manual_seed(0)
-    config = LlamaConfig(**widths.llm, num_hidden_layers=2, vocab_size=32004)
+    config = LlamaConfig(**setup.llm, num_hidden_layers=2, vocab_size=32004)
     config._attn_implementation = "eager"
     with torch.device("meta"):
         llm = LlamaForCausalLM(config)
     llm = llm.to_empty(device="cpu")
     for param in llm.parameters():
         torch.nn.init.normal_(param, std=0.02)
-    model = llm.bfloat16().eval().model
-    prefix = torch.randn(1, PREFIX, config.hidden_size).bfloat16()
-    suffix = torch.randn(1, SUFFIX, config.hidden_size).bfloat16()
+    model = llm.to(setup.dtype).eval().model
+    prefix = torch.randn(1, PREFIX, config.hidden_size).to(setup.dtype)
+    suffix = torch.randn(1, SUFFIX, config.hidden_size).to(setup.dtype)
     with torch.inference_mode():
         cache = DynamicCache()
         model(inputs_embeds=prefix, past_key_values=cache, use_cache=True)
@@ -113,10 +117,10 @@ def bench_llm(widths: Widths, repeats: int) -> list[dict]:
     ]
 
 
-def bench_memory_attention(widths: Widths, repeats: int) -> list[dict]:
+def bench_memory_attention(setup: Setup, repeats: int) -> list[dict]:
     """s per memory cross-attention at 7 memories for each chunk size, and whether the bits stay."""
     generator = torch.Generator().manual_seed(0)
-    queries, keys, width = widths.memory
+    queries, keys, width = setup.memory
     query = torch.randn(1, 1, queries, width, generator=generator).bfloat16()
     key, value = (torch.randn(1, 1, keys, width, generator=generator).bfloat16() for _ in range(2))
     default = attention.CHUNK_SCORES
@@ -144,14 +148,14 @@ def bench_memory_attention(widths: Widths, repeats: int) -> list[dict]:
     ]
 
 
-def bench_gemm(widths: Widths, repeats: int) -> list[dict]:
+def bench_gemm(setup: Setup, repeats: int) -> list[dict]:
     """The LLaMA-7B matrix products over the suffix: torch's linear against prepacked oneDNN weights."""
     generator = torch.Generator().manual_seed(0)
-    hidden, mlp = widths.llm["hidden_size"], widths.llm["intermediate_size"]
+    hidden, mlp = setup.llm["hidden_size"], setup.llm["intermediate_size"]
     rows = []
     for out_features, in_features in ((hidden, hidden), (mlp, hidden), (hidden, mlp)):
-        x = torch.randn(SUFFIX, in_features, generator=generator).bfloat16()
-        weight = (torch.randn(out_features, in_features, generator=generator) * 0.02).bfloat16()
+        x = torch.randn(SUFFIX, in_features, generator=generator).to(setup.dtype)
+        weight = (torch.randn(out_features, in_features, generator=generator) * 0.02).to(setup.dtype)
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, SUFFIX)
 
         def plain(x: torch.Tensor = x, weight: torch.Tensor = weight) -> torch.Tensor:
@@ -189,12 +193,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run these benchmarks only")
     parser.add_argument("--narrow", action="store_true", help="every width divided by 16 (smoke run)")
+    parser.add_argument(
+        "--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="the LLM's dtype"
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
-    widths = Widths(16 if args.narrow else 1)
+    setup = Setup(16 if args.narrow else 1, getattr(torch, args.dtype))
     report: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "narrow": args.narrow}
+    report["dtype"] = args.dtype
     for name in args.only or BENCHES:
-        report[name] = BENCHES[name](widths, args.repeats)
+        report[name] = BENCHES[name](setup, args.repeats)
         print(f"\n{name}\n{_table(report[name])}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -167,7 +167,7 @@ class SegmentationOptions:
             bf16), `fast-exact` (bit-identical to `reference` in fp32, slower
             than `fast`), or `reference` (the official order of work, slowest).
         llm_batch_size: `fast` only: at most this many expressions share one LLM forward; None picks 1
-            on the CPU (batching is slower there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU
+            on the CPU (batching gains nothing there) and `ACCELERATOR_LLM_BATCH_SIZE` on a GPU
             (`llm_batch_size_for`).
         host_threads: decode and preprocess the next frames, and write masks, on background threads
             while the model works (`glus_cli.background`); False does that work in the calling thread.
@@ -193,8 +193,10 @@ class SegmentationOptions:
 
 ACCELERATOR_LLM_BATCH_SIZE = 4
 """Expressions per LLM forward in the `fast` schedule on a GPU, where one forward per prompt leaves it
-underused (not measured here). On the CPU the default is 1: 4 prompts took 13.0 s batched against 11.4 s
-one by one on the GLUS-shaped checkpoint (padding costs more than batching saves)."""
+underused (not measured here). On the CPU the default is 1: at LLaMA-7B in bf16 with 4 expressions, a batch
+of 4 took the LLM from 15.9 to 13.9 s per frame but the frames from 3 on took as long (23.3 s), the peak RSS
+rose by 2.4 GB, and the masks moved (per-frame IoU down to 0.958 against one prompt at a time), 6 frames of
+540x960 on a 2-core AMX CPU (benchmarks/README.md, "Batching expressions on the CPU")."""
 
 
 def llm_batch_size_for(requested: int | None, device_type: str) -> int:

@@ -34,17 +34,22 @@ def checkpoint_and_frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 
 @pytest.mark.parametrize(
-    "flags",
-    [[], ["--quantize", "8bit"], ["--quantize", "4bit"]],
-    ids=["bfloat16", "8bit", "4bit"],
+    ("flags", "expressions"),
+    [
+        ([], 1),
+        (["--quantize", "8bit"], 1),
+        (["--quantize", "4bit"], 1),
+        (["--llm-batch-size", "4"], 4),  # four prompts per LLM forward: the batch's cache and activations
+    ],
+    ids=["bfloat16", "8bit", "4bit", "bfloat16-batch4"],
 )
 def test_estimate_is_above_the_measured_peak(
-    checkpoint_and_frames: tuple[Path, Path], tmp_path: Path, flags: list[str]
+    checkpoint_and_frames: tuple[Path, Path], tmp_path: Path, flags: list[str], expressions: int
 ) -> None:
     checkpoint, frames = checkpoint_and_frames
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from glus_cli.cli import main; main()", "segment", str(frames)]
-    command += ["the red ball"]
+    command += ["the red ball", "the green square", "the background", "a moving object"][:expressions]
     command += ["--model", str(checkpoint / "glus"), "--vision-tower", str(checkpoint / "clip")]
     command += ["--device", "cpu", "--dtype", "bfloat16", *flags, "--output-dir", str(out), "--quiet"]
     done = subprocess.run(
