@@ -17,8 +17,8 @@ Four choices (`AttentionKernels`):
   score matrix (4096 x 28672 in fp32 at 7 memories, 470 MB); a chunk of rows at a time gives the same
   bits with AVX512 kernels, in a fraction of the memory. One bf16 cross-attention at 7 memories took
   1.47 s against the math kernel's 1.69 s and 0.72 s for CPU flash on fp32 copies on a quiet machine
-  (3.9 s, 9.9 s and 2.6 s under memory-bus contention; `benchmarks/README.md`) with chunks of 128 MiB,
-  and 0.58 s with today's chunks of 16 MiB (`CHUNK_SCORES`; on another day, when 128 MiB took 0.71 s).
+  (3.9 s, 9.9 s and 2.6 s under memory-bus contention; `benchmarks/README.md`) in chunks of 128 MiB;
+  the chunks are now of 16 MiB (`CHUNK_SCORES`).
 - `fastest`: what the `fast` schedule asks for; `fused` in fp32 (CPU flash there differs from the math
   kernel by about 5e-8, which no mask has shown), `math-chunks` on the CPU in bf16/fp16. CPU flash also
   computes in fp32, but sums in another order, so some outputs round to the neighbouring bf16 value; the
@@ -52,8 +52,8 @@ CHUNK_SCORES = 2**22
 """Attention scores (fp32) per chunk of `MathInChunks` at most: 16 MiB (146 queries over 7 x 4096 keys).
 
 Smaller chunks keep more of a chunk's scores in the cache between the product, the softmax and the product
-with the values: one cross-attention at 7 memories took 0.58 s in chunks of 16 MiB against 0.71 s in
-chunks of 128 MiB (2-core AMX CPU, quiet), with the same bits."""
+with the values: one cross-attention at 7 memories took 0.53 s in chunks of 16 MiB against 0.65 s in
+chunks of 128 MiB (8 MiB: 0.58 s), with the same bits (2-core AMX CPU, `benchmarks/bench_kernels.py`)."""
 MIN_CHUNK_ROWS = 64
 """Queries per chunk at least: a product of a few rows takes another kernel, which sums in another order."""
 

@@ -72,12 +72,12 @@ def _eager_attention_in_head_chunks(
     """transformers' eager LLaMA attention (`eager_attention_forward`), a chunk of heads at a time.
 
     Eager attention passes the whole (B, heads, L, K) score matrix through five operations (product, scale,
-    mask, fp32 softmax, cast back), each a round trip through memory: about 10M scores per layer for a
-    406-position suffix over a 330-position cache at LLaMA-7B's 32 heads. Heads are independent, so the
-    same operations over a few heads at a time give the same bits, and on a CPU the chunk's scores stay
-    in the core's cache: about a fifth of a LLaMA-7B layer's time on a 2-core AMX CPU
-    (benchmarks/README.md, "A faster CPU default at 7B"). Inference only (no dropout); the weights are
-    not returned (nothing here asks for them).
+    mask, fp32 softmax, cast back), each a round trip through memory: 9.3M scores per layer for the
+    `fast` schedule's 406-position suffix over a 310-position cached prefix at LLaMA-7B's 32 heads. Heads
+    are independent, so the same operations over a few heads at a time give the same bits, and on a CPU
+    the chunk's scores stay in the core's cache: a LLaMA-7B layer took 136 ms against 158 ms in bf16 on a
+    2-core AMX CPU (`benchmarks/bench_kernels.py`). Inference only (no dropout); the weights are not
+    returned (nothing here asks for them).
 
     Args:
         module: the calling `LlamaAttention` (transformers' interface; not read).
