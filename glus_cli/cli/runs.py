@@ -267,12 +267,28 @@ class Stopwatch:
 
 def peak_memory() -> dict[str, float]:
     """Peak resident memory of this process (and CUDA allocations when a GPU was used), in MiB."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak = {"peak_rss_mib": round(rss / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)}
+    peak = {"peak_rss_mib": round(peak_rss_bytes() / 2**20, 1)}
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         peak["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return peak
+
+
+def peak_rss_bytes() -> int:
+    """This process's own peak resident memory, in bytes.
+
+    On Linux this is `VmHWM` (the high-water mark of this process's memory, from /proc/self/status), not
+    `ru_maxrss`: the kernel keeps the larger `maxrss` across exec, and Python starts child processes with
+    vfork, so the `ru_maxrss` of a `glus` started from a 3 GB notebook or test run says 3 GB whatever
+    `glus` used. Elsewhere `ru_maxrss` (bytes on macOS, KiB on the other systems).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # "VmHWM:   123456 kB"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
 
 
 @dataclass(frozen=True)

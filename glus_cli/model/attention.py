@@ -52,8 +52,8 @@ CHUNK_SCORES = 2**22
 """Attention scores (fp32) per chunk of `MathInChunks` at most: 16 MiB (146 queries over 7 x 4096 keys).
 
 Smaller chunks keep more of a chunk's scores in the cache between the product, the softmax and the product
-with the values: one cross-attention at 7 memories took 0.53 s in chunks of 16 MiB against 0.65 s in
-chunks of 128 MiB (8 MiB: 0.58 s), with the same bits (2-core AMX CPU, `benchmarks/bench_kernels.py`)."""
+with the values: one cross-attention at 7 memories took 0.56 s in chunks of 16 MiB against 0.68 s in
+chunks of 128 MiB (8 MiB: 0.63 s), with the same bits (2-core AMX CPU, `benchmarks/bench_kernels.py`)."""
 MIN_CHUNK_ROWS = 64
 """Queries per chunk at least: a product of a few rows takes another kernel, which sums in another order."""
 

@@ -75,7 +75,7 @@ def _eager_attention_in_head_chunks(
     mask, fp32 softmax, cast back), each a round trip through memory: 9.3M scores per layer for the
     `fast` schedule's 406-position suffix over a 310-position cached prefix at LLaMA-7B's 32 heads. Heads
     are independent, so the same operations over a few heads at a time give the same bits, and on a CPU
-    the chunk's scores stay in the core's cache: a LLaMA-7B layer took 136 ms against 158 ms in bf16 on a
+    the chunk's scores stay in the core's cache: a LLaMA-7B layer took 142 ms against 173 ms in bf16 on a
     2-core AMX CPU (`benchmarks/bench_kernels.py`). Inference only (no dropout); the weights are not
     returned (nothing here asks for them).
 
