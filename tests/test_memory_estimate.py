@@ -59,5 +59,4 @@ def test_estimate_is_above_the_measured_peak(
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     peak = summary["memory"]["peak_rss_mib"] * 2**20
     estimate = summary["model"]["memory_estimate_gb"] * 1e9
-    print("PEAK", flags, estimate / 1e9, peak / 1e9)
     assert estimate >= MIN_HEADROOM * peak, (estimate / 1e9, peak / 1e9)
