@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from glus_cli import __version__
 from glus_cli.errors import InputError
 from glus_cli.json_files import read_json_object
 from glus_cli.run_folder import ExpressionRun
@@ -68,6 +70,16 @@ class Categories:
                 )
             assignment[(expression.video, expression.exp_id)] = ids[name]
         return cls(list(ids), assignment)
+
+    def dataset_head(self) -> dict[str, Any]:
+        """The keys a COCO or YouTube-VIS file opens with: ``info``, ``licenses`` and ``categories``."""
+        return {
+            "info": {"description": "glus export", "version": __version__},
+            "licenses": [],
+            "categories": [
+                {"id": index + 1, "name": name, "supercategory": ""} for index, name in enumerate(self.names)
+            ],
+        }
 
     def id_of(self, expression: ExpressionRun) -> int:
         """The 1-based category id of `expression`."""

@@ -16,15 +16,13 @@ whole batch never sits in memory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from glus_cli import __version__
 from glus_cli.export.categories import Categories
 from glus_cli.export.geometry import encode_rle, mask_polygons, rle_area_and_box
 from glus_cli.export.instances import Instance, VideoExport
-from glus_cli.export.output import JsonArrayWriter
+from glus_cli.export.output import JsonArrayWriter, write_streamed_document
 
 ANNOTATIONS_FILE = "annotations/instances_default.json"
 
@@ -84,19 +82,6 @@ class CocoExporter:
         """Assemble the COCO file; return the files written, relative to the output folder."""
         target = self._out / ANNOTATIONS_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
-        head = {
-            "info": {"description": "glus export", "version": __version__},
-            "licenses": [],
-            "categories": [
-                {"id": index + 1, "name": name, "supercategory": ""}
-                for index, name in enumerate(self._categories.names)
-            ],
-            "images": self._images,
-        }
-        with target.open("w", encoding="utf-8") as file:
-            text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
-            file.write(text[:-1] + ',"annotations":')
-            self._annotations.copy_to(file)
-            file.write("}\n")
-        self._annotations.path.unlink()
+        head = {**self._categories.dataset_head(), "images": self._images}
+        write_streamed_document(target, head, "annotations", self._annotations)
         return [ANNOTATIONS_FILE]

@@ -120,6 +120,20 @@ class JsonArrayWriter:
         self.close()
 
 
+def write_streamed_document(path: Path, head: dict[str, Any], key: str, items: JsonArrayWriter) -> None:
+    """`path`: the JSON object `head` with one more key, `key`, last, holding `items`' array.
+
+    The array is copied from its part file, which is then removed, so its items are never all in memory
+    (COCO's annotations, YouTube-VIS's tracks).
+    """
+    with path.open("w", encoding="utf-8") as file:
+        text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+        file.write(text[:-1] + ("," if head else "") + json.dumps(key) + ":")
+        items.copy_to(file)
+        file.write("}\n")
+    items.path.unlink()
+
+
 def write_json(path: Path, value: Any) -> None:
     """An indented JSON file (inside the staging folder, which is the atomic unit)."""
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

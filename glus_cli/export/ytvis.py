@@ -18,16 +18,14 @@ is left out.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from glus_cli import __version__
 from glus_cli.confidence import confidence
 from glus_cli.export.categories import Categories
 from glus_cli.export.geometry import encode_rle, rle_area_and_box
 from glus_cli.export.instances import VideoExport
-from glus_cli.export.output import JsonArrayWriter
+from glus_cli.export.output import JsonArrayWriter, write_streamed_document
 
 INSTANCES_FILE = "instances.json"
 RESULTS_FILE = "results.json"
@@ -99,23 +97,12 @@ class YtvisExporter:
     def finish(self) -> list[str]:
         """Write the file; return the files written, relative to the output folder."""
         name = RESULTS_FILE if self._results else INSTANCES_FILE
-        with (self._out / name).open("w", encoding="utf-8") as file:
-            if self._results:
+        if self._results:
+            with (self._out / name).open("w", encoding="utf-8") as file:
                 self._tracks.copy_to(file)
                 file.write("\n")
-            else:
-                head = {
-                    "info": {"description": "glus export", "version": __version__},
-                    "licenses": [],
-                    "categories": [
-                        {"id": index + 1, "name": name, "supercategory": ""}
-                        for index, name in enumerate(self._categories.names)
-                    ],
-                    "videos": self._videos,
-                }
-                text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
-                file.write(text[:-1] + ',"annotations":')
-                self._tracks.copy_to(file)
-                file.write("}\n")
-        self._tracks.path.unlink()
+            self._tracks.path.unlink()
+        else:
+            head = {**self._categories.dataset_head(), "videos": self._videos}
+            write_streamed_document(self._out / name, head, "annotations", self._tracks)
         return [name]
