@@ -171,20 +171,16 @@ def test_glus_keyframes_refuses_hostile_names(
     workspace: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoint: SyntheticCheckpoint, name: str
 ) -> None:
     path = expressions_file(workspace, "meta", VIDEO, name)
-    args = [
-        "keyframes",
-        str(workspace / "videos"),
-        "-e",
-        str(path),
-        "-o",
-        str(workspace / "out" / "kf"),
-        "--model",
-        str(tiny_checkpoint.path),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-    refused(args, workspace, capsys, file=path, name=name)
+    refused(keyframes_args(workspace, tiny_checkpoint, path), workspace, capsys, file=path, name=name)
+
+
+def keyframes_args(
+    workspace: Path, checkpoint: SyntheticCheckpoint, expressions: Path, *extra: str
+) -> list[str]:
+    """`glus keyframes` over the workspace's videos with the `expressions` file, then `extra`."""
+    out, model = str(workspace / "out" / "kf"), str(checkpoint.path)
+    args = ["keyframes", str(workspace / "videos"), "-e", str(expressions), *extra]
+    return [*args, "-o", out, "--model", model, "--device", "cpu", "--quiet"]
 
 
 def ground_truth(workspace: Path, video: str, exp_id: str, frames: list[str] | None = None) -> Path:
@@ -224,21 +220,7 @@ def test_glus_keyframes_refuses_a_hostile_ground_truth(
 ) -> None:
     expressions = expressions_file(workspace, "dict", VIDEO, "0")
     meta = ground_truth(workspace, VIDEO, "0", ["00000", "../../x"])
-    args = [
-        "keyframes",
-        str(workspace / "videos"),
-        "-e",
-        str(expressions),
-        "--ground-truth",
-        str(meta.parent),
-        "-o",
-        str(workspace / "out" / "kf"),
-        "--model",
-        str(tiny_checkpoint.path),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
+    args = keyframes_args(workspace, tiny_checkpoint, expressions, "--ground-truth", str(meta.parent))
     refused(args, workspace, capsys, file=meta, name="../../x")
 
 
